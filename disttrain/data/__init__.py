@@ -1,0 +1,36 @@
+"""Data loading: datasets, samplers, DataLoader, transforms (numpy only; never imports MPI).
+
+Example:
+    >>> from disttrain.data import DataLoader, datasets
+    >>> loader = DataLoader(datasets.Digits("train"), batch_size=64, shuffle=True, seed=0)
+"""
+
+from disttrain.data import datasets, transforms
+from disttrain.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from disttrain.data.loader import DataLoader, default_collate
+from disttrain.data.sampler import (
+    BatchSampler,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+)
+
+__all__ = [
+    "BatchSampler",
+    "ConcatDataset",
+    "DataLoader",
+    "Dataset",
+    "DistributedSampler",
+    "RandomSampler",
+    "Sampler",
+    "SequentialSampler",
+    "Subset",
+    "SubsetRandomSampler",
+    "TensorDataset",
+    "datasets",
+    "default_collate",
+    "random_split",
+    "transforms",
+]

@@ -1,0 +1,102 @@
+"""Tensor factories with torch's names: zeros, ones, full, arange, randn, rand, randint ..."""
+
+from __future__ import annotations
+
+import numpy
+
+from disttrain import backend
+from disttrain import random as _random
+from disttrain.tensor import Tensor, _default_float, _shape_arg
+
+
+def _make(array, dtype, device, requires_grad) -> Tensor:
+    if dtype is not None:
+        array = array.astype(numpy.dtype(dtype), copy=False)
+    if device is not None and device != "cpu":
+        array = backend.to_device(array, device)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _make(numpy.zeros(_shape_arg(size), dtype or _default_float), None, device,
+                 requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _make(numpy.ones(_shape_arg(size), dtype or _default_float), None, device,
+                 requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if dtype is None:
+        dtype = _default_float if isinstance(fill_value, float) else numpy.asarray(
+            fill_value).dtype if not isinstance(fill_value, int) or isinstance(
+            fill_value, bool) else numpy.int64
+    return _make(numpy.full(_shape_arg((size,)), fill_value, dtype), None, device,
+                 requires_grad)
+
+
+def _like(t: Tensor, fill, dtype, requires_grad) -> Tensor:
+    xp = backend.get_array_module(t.array)
+    return Tensor(xp.full(t.shape, fill, dtype or t.dtype), requires_grad=requires_grad)
+
+
+def zeros_like(input: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 0, dtype, requires_grad)
+
+
+def ones_like(input: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 1, dtype, requires_grad)
+
+
+def full_like(input: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _like(input, fill_value, dtype, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None,
+           requires_grad: bool = False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    is_float = any(isinstance(v, float) for v in (start, end, step))
+    array = numpy.arange(start, end, step, dtype=dtype or (_default_float if is_float
+                                                            else numpy.int64))
+    return _make(array, None, device, requires_grad)
+
+
+def linspace(start, end, steps: int, dtype=None, device=None) -> Tensor:
+    return _make(numpy.linspace(start, end, steps, dtype=dtype or _default_float), None,
+                 device, False)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None) -> Tensor:
+    return _make(numpy.eye(n, m, dtype=dtype or _default_float), None, device, False)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from `generator` (default: the one dt.manual_seed seeds)."""
+    dtype = numpy.dtype(dtype or _default_float)
+    rng = _random.resolve(generator)
+    array = rng.standard_normal(_shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
+    return _make(array, dtype, device, requires_grad)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    dtype = numpy.dtype(dtype or _default_float)
+    rng = _random.resolve(generator)
+    array = rng.random(_shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
+    return _make(array, dtype, device, requires_grad)
+
+
+def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    array = _random.resolve(generator).integers(low, high, _shape_arg((size,)))
+    return _make(array, dtype or numpy.int64, device, False)
+
+
+def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
+    return _make(_random.resolve(generator).permutation(n), dtype or numpy.int64, device, False)

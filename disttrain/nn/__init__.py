@@ -1,0 +1,33 @@
+"""Neural-network modules with torch.nn's names, parameter layouts and initialisation."""
+
+from disttrain.nn import functional, init, utils
+from disttrain.nn.conv import AvgPool2d, Conv2d, MaxPool2d
+from disttrain.nn.layers import (
+    GELU,
+    Dropout,
+    Embedding,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ModuleDict,
+    ModuleList,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    Unflatten,
+)
+from disttrain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
+from disttrain.nn.module import Module, Parameter
+from disttrain.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+
+__all__ = [
+    "functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Conv2d",
+    "MaxPool2d", "AvgPool2d", "Flatten", "Unflatten", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
+    "Tanh", "GELU", "Softmax", "LogSoftmax", "Embedding", "Sequential", "ModuleList",
+    "ModuleDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "MSELoss", "CrossEntropyLoss",
+    "NLLLoss", "BCEWithLogitsLoss",
+]

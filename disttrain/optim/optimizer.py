@@ -1,0 +1,229 @@
+"""Optimizer base class: param groups, per-parameter state and state_dict (PyTorch semantics).
+
+Imports backend and tensor only; never `disttrain.distributed` or mpi4py.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy
+
+from disttrain.backend import get_array_module, is_cupy_array, to_device
+from disttrain.tensor import Tensor, enable_grad
+
+
+class _RequiredParameter:
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()  # a default that every param group must override
+_SET_ERROR = ("optimizer parameters need to be organized in ordered collections, but the ordering "
+              "of tensors in sets will change between runs. Please use a list instead.")
+
+
+class Optimizer:
+    """Base class of all optimizers: keeps `param_groups` and per-parameter `state`.
+
+    A subclass passes its hyper-parameter `defaults` and implements `_update(param, grad, state,
+    group)`, which changes the arrays `param` (and `state`) in place for one parameter.
+
+    Args:
+        params: an iterable of Parameters, or of dicts (param groups) each with a "params" entry
+            and optional per-group hyper-parameters overriding `defaults`.
+        defaults: hyper-parameters used by groups that do not set them.
+
+    Example:
+        >>> import disttrain.nn as nn, disttrain.optim as optim
+        >>> w, b = nn.Parameter(dt.zeros(3, 2)), nn.Parameter(dt.zeros(3))
+        >>> opt = optim.SGD([{"params": [w]}, {"params": [b], "lr": 0.1}], lr=0.01)
+        >>> [g["lr"] for g in opt.param_groups]
+        [0.01, 0.1]
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict[str, Any]):
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            f"Tensors or dicts, but got {type(params).__name__}; wrap it in a list")
+        if isinstance(params, set):
+            raise TypeError(_SET_ERROR)
+        self.defaults = defaults
+        self.state: dict[Tensor, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for param_group in param_groups:
+            self.add_param_group(param_group)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (with optional per-group hyper-parameters) to optimize."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError(_SET_ERROR)
+        param_group["params"] = params = list(params)
+        seen: set[int] = set()
+        for i, param in enumerate(params):
+            if not isinstance(param, Tensor):
+                raise TypeError("optimizer can only optimize Tensors, but one of the params "
+                                f"(index {i}) is {type(param).__name__}")
+            if not param.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+            if id(param) in seen:
+                raise ValueError(f"optimizer got a duplicate parameter (index {i} in its group, "
+                                 f"shape {param.shape}); pass each parameter once")
+            seen.add(id(param))
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError("parameter group didn't specify a value of required "
+                                 f"optimization parameter {name}")
+            param_group.setdefault(name, default)
+        for group in self.param_groups:
+            if any(id(p) in seen for p in group["params"]):
+                raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's `.grad`: to None (default), or zero its array in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.array.fill(0)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a `.grad`; returns `closure()` if one is given.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss; it is
+                called before the update (with gradient recording enabled).
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {}
+                self._update(p.array, p.grad.array, state, group)
+        return loss
+
+    def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer state in PyTorch's layout, with parameters named by integer position.
+
+        `{"state": {index: {name: numpy array or number}}, "param_groups": [{hyper-parameters,
+        "params": [index, ...]}]}`; indices count parameters across groups in order. Arrays are
+        host (numpy) copies, so the result never aliases live state or holds GPU memory.
+        """
+        index: dict[int, int] = {}
+        param_groups = []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            param_groups.append(packed)
+        state = {
+            index[id(p)]: {name: _to_host(value) for name, value in s.items()}
+            for p, s in self.state.items()
+            if s and id(p) in index  # NOTE: like torch, params without state are left out
+        }
+        return {"state": state, "param_groups": param_groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a `state_dict()`: hyper-parameters per group and state onto each param's device.
+
+        Raises:
+            ValueError: if the number of groups or of parameters in a group differs.
+        """
+        missing = {"state", "param_groups"} - set(state_dict)
+        if missing:
+            raise ValueError(f"load_state_dict: state_dict is missing {sorted(missing)}; expected "
+                             "the dict returned by Optimizer.state_dict()")
+        saved_groups = state_dict["param_groups"]
+        if len(self.param_groups) != len(saved_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups: "
+                             f"{len(saved_groups)} in state_dict, {len(self.param_groups)} in "
+                             "the optimizer")
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't "
+                                 f"match the size of optimizer's group: group {i} has "
+                                 f"{len(saved['params'])} params in state_dict, "
+                                 f"{len(group['params'])} in the optimizer")
+        id_map = {
+            saved_id: p
+            for group, saved in zip(self.param_groups, saved_groups, strict=True)
+            for saved_id, p in zip(saved["params"], group["params"], strict=True)
+        }
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for key, values in state_dict["state"].items():
+            key = int(key)  # NOTE: JSON round trips turn int keys into strings
+            if key not in id_map:
+                raise ValueError(f"load_state_dict: state for parameter index {key} does not "
+                                 f"belong to any param group (indices {sorted(id_map)})")
+            param = id_map[key]
+            new_state[param] = {name: _to_param(param, name, v) for name, v in values.items()}
+        self.state = new_state
+        new_groups = []
+        for group, saved in zip(self.param_groups, saved_groups, strict=True):
+            new_group = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
+            new_group["params"] = group["params"]
+            new_groups.append(new_group)
+        self.param_groups = new_groups
+
+
+def _to_host(value):
+    if isinstance(value, numpy.ndarray):
+        return value.copy()
+    if is_cupy_array(value):
+        return to_device(value, "cpu")
+    return copy.deepcopy(value)
+
+
+def _to_param(param: Tensor, name: str, value):
+    """A state value moved to `param`'s device (and float dtype); always a fresh copy."""
+    if name == "step" or not hasattr(value, "shape"):
+        return float(value) if name == "step" else copy.deepcopy(value)
+    array = to_device(value if is_cupy_array(value) else numpy.asarray(value), param.device)
+    dtype = param.dtype if param.dtype.kind == "f" else array.dtype
+    return array.astype(dtype, copy=True)
+
+
+def _grad_with_decay(param, grad, weight_decay: float, maximize: bool):
+    """(-)grad + weight_decay * param, as a new array when it differs from `grad`.
+
+    NOTE: `grad` is never written to: gradients may be shared or viewed elsewhere (buckets).
+    """
+    if weight_decay == 0:
+        return -grad if maximize else grad
+    out = get_array_module(param).multiply(param, weight_decay)
+    if maximize:
+        out -= grad
+    else:
+        out += grad
+    return out

@@ -1,0 +1,95 @@
+"""RMSprop, optionally centered and with momentum."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from disttrain.backend import get_array_module
+from disttrain.optim.adam import _lerp_
+from disttrain.optim.optimizer import Optimizer, _grad_with_decay
+from disttrain.tensor import Tensor
+
+
+class RMSprop(Optimizer):
+    """RMSprop, PyTorch's `torch.optim.RMSprop`.
+
+    v = alpha * v + (1 - alpha) * g * g; with `centered`, also g_avg = lerp(g_avg, g, 1 - alpha)
+    and v_hat = v - g_avg**2, else v_hat = v. Then with momentum:
+    buf = momentum * buf + g / (sqrt(v_hat) + eps), param -= lr * buf; without:
+    param -= lr * g / (sqrt(v_hat) + eps). g = grad + weight_decay * param.
+
+    Args:
+        params: iterable of Parameters or of param-group dicts.
+        lr: learning rate.
+        alpha: smoothing constant of the squared-gradient average.
+        eps: term added to the denominator for numerical stability.
+        weight_decay: L2 penalty added to the gradient.
+        momentum: momentum factor.
+        centered: normalise by an estimate of the gradient's variance instead of its second
+            moment.
+        maximize: maximize the objective instead of minimizing it.
+
+    Example:
+        >>> w = nn.Parameter(dt.ones(2))
+        >>> opt = optim.RMSprop([w], lr=0.01)
+        >>> (w * w).sum().backward()
+        >>> opt.step()
+        >>> [round(x, 4) for x in w.tolist()]
+        [0.9, 0.9]
+
+    - Lecture: https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-2,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
+                 momentum: float = 0, centered: bool = False, *, maximize: bool = False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _update(self, param, grad, state, group) -> None:
+        xp = get_array_module(param)
+        lr, alpha, momentum = group["lr"], group["alpha"], group["momentum"]
+        if not state:
+            state["step"] = 0.0
+            state["square_avg"] = xp.zeros_like(param)
+            if momentum > 0:
+                state["momentum_buffer"] = xp.zeros_like(param)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(param)
+        state["step"] += 1
+        grad = _grad_with_decay(param, grad, group["weight_decay"], group["maximize"])
+        square_avg = state["square_avg"]
+        scratch = xp.empty_like(param)  # NOTE: the one temporary of the whole update
+        square_avg *= alpha
+        xp.multiply(grad, 1 - alpha, out=scratch)
+        scratch *= grad
+        square_avg += scratch
+        if group["centered"]:
+            grad_avg = state["grad_avg"]
+            _lerp_(grad_avg, grad, 1 - alpha, scratch)
+            xp.multiply(grad_avg, grad_avg, out=scratch)
+            avg = xp.subtract(square_avg, scratch, out=scratch)
+            xp.sqrt(avg, out=avg)
+        else:
+            avg = xp.sqrt(square_avg, out=scratch)
+        avg += group["eps"]
+        if momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= momentum
+            buf += xp.divide(grad, avg, out=scratch)
+            update = xp.multiply(buf, lr, out=scratch)
+        else:
+            update = xp.divide(grad, avg, out=scratch)
+            update *= lr
+        param -= update
