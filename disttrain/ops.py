@@ -322,6 +322,10 @@ class MatMul(Function):
                 a.swapaxes(-1, -2) @ grad if self.needs_input_grad[1] else None)
 
 
+def _is_f_order(array) -> bool:
+    return array.flags.f_contiguous and not array.flags.c_contiguous
+
+
 class Linear(Function):
     # NOTE: fused x @ w.T + b: one node and no transposed copies on the hot path of every MLP.
     def forward(self, x, weight, bias=None):
@@ -336,7 +340,10 @@ class Linear(Function):
         needs = self.needs_input_grad
         grad2d = grad.reshape(-1, grad.shape[-1])
         grad_x = grad @ weight if needs[0] else None
-        grad_w = grad2d.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        grad_w = None
+        if needs[1]:  # NOTE: produce the gradient in the weight's memory order (see nn.Linear)
+            x2d = x.reshape(-1, x.shape[-1])
+            grad_w = (x2d.T @ grad2d).T if _is_f_order(weight) else grad2d.T @ x2d
         grad_b = grad2d.sum(axis=0) if len(needs) > 2 and needs[2] else None
         return grad_x, grad_w, grad_b
 
@@ -362,12 +369,15 @@ class NLLLoss(Function):
         xp = get_array_module(logp)
         rows = xp.arange(logp.shape[0])
         valid = target != ignore_index
-        safe_target = xp.where(valid, target, 0)
-        w = (weight[safe_target] if weight is not None else xp.ones(len(target), logp.dtype))
-        w = w * valid
-        losses = -logp[rows, safe_target] * w
-        total = w.sum()
-        self.save(logp.shape, logp.dtype, rows, safe_target, w, total, reduction)
+        if weight is None and bool(valid.all()):  # the common case: no weights, none ignored
+            w, total = None, logp.dtype.type(len(target))
+            losses = -logp[rows, target]
+        else:
+            target = xp.where(valid, target, 0)
+            w = (weight[target] if weight is not None else xp.ones(len(target), logp.dtype))
+            w = w * valid
+            losses, total = -logp[rows, target] * w, w.sum()
+        self.save(logp.shape, logp.dtype, rows, target, w, total, reduction)
         if reduction == "none":
             return losses
         out = losses.sum()
@@ -377,7 +387,7 @@ class NLLLoss(Function):
         shape, dtype, rows, target, w, total, reduction = self.saved
         out = get_array_module(grad).zeros(shape, dtype)
         scale = grad / total if reduction == "mean" else grad
-        out[rows, target] = -w * scale
+        out[rows, target] = -scale if w is None else -w * scale
         return out
 
 
@@ -452,12 +462,14 @@ class Conv2d(Function):
 
 class MaxPool2d(Function):
     # NOTE: a running maximum over the kh*kw strided slices (no window copy); the backward
-    # sends each gradient to the first maximum in scan order, as torch does.
+    # sends each gradient to the first maximum in scan order, as torch does. Arrays are made
+    # in the input's memory order ("K"): conv outputs are channels-last in memory, and mixing
+    # layouts in one element-wise op costs ~5x.
     def forward(self, x, kernel, stride, dilation, pads, out_hw):
         fill = -numpy.inf if x.dtype.kind == "f" else numpy.iinfo(x.dtype).min
         xpad = _pad2d(x, pads, fill)
         slices = _window_slices(kernel, stride, dilation, out_hw)
-        y = xpad[slices[0]].copy()
+        y = xpad[slices[0]].copy(order="K")
         xp = get_array_module(x)
         for window in slices[1:]:
             xp.maximum(y, xpad[window], out=y)
@@ -467,13 +479,24 @@ class MaxPool2d(Function):
     def backward(self, grad):
         xpad, y, slices, pads = self.saved
         xp = get_array_module(grad)
-        grad_pad = xp.zeros(xpad.shape, grad.dtype)
-        unrouted = xp.ones(y.shape, bool)
+        grad = _like_layout(grad, y)
+        grad_pad = xp.zeros_like(xpad)
+        unrouted = xp.ones_like(y, dtype=bool)
         for window in slices:
-            hit = (xpad[window] == y) & unrouted
+            hit = xpad[window] == y
+            hit &= unrouted
             grad_pad[window] += grad * hit
             unrouted &= ~hit
         return _unpad2d(grad_pad, pads)
+
+
+def _like_layout(array, like):
+    """`array` in `like`'s memory order (one copy, only when the orders differ)."""
+    if array.strides == like.strides or array.shape != like.shape:
+        return array
+    out = get_array_module(like).empty_like(like)
+    out[...] = array
+    return out
 
 
 class AvgPool2d(Function):

@@ -76,14 +76,13 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **params) -> Tensor:
         ctx = cls()
-        ctx.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        needs = ctx.needs_input_grad = tuple([t._requires_grad for t in inputs])
         out = ctx.forward(*[t.array for t in inputs], **params)
-        requires_grad = _GradMode.enabled and any(ctx.needs_input_grad)
-        if requires_grad:
+        if _GradMode.enabled and True in needs:
             ctx.parents = inputs
-        else:
-            ctx.saved = None  # NOTE: nothing will call backward; let the arrays go now
-        return Tensor._make(out, requires_grad, ctx if requires_grad else None)
+            return Tensor._make(out, True, ctx)
+        ctx.saved = None  # NOTE: nothing will call backward; let the arrays go now
+        return Tensor._make(out)
 
     @property
     def name(self) -> str:
@@ -104,12 +103,12 @@ def _as_array(data, dtype=None, device=None):
         dtype = numpy.dtype(dtype)
     xp = get_array_module(data) if hasattr(data, "__array_interface__") or hasattr(
         data, "__cuda_array_interface__") else numpy
-    if dtype is None and xp is numpy and not isinstance(data, numpy.ndarray):
+    # NOTE: numpy arrays and numpy scalars keep their dtype (torch.tensor(np.float64(1)) is f64)
+    if dtype is None and xp is numpy and not isinstance(data, (numpy.ndarray, numpy.generic)):
         array = numpy.asarray(data)
         if array.dtype.kind == "f":  # python floats default to float32, as torch
             array = array.astype(_default_float)
-        elif array.dtype.kind in "iu" and array.dtype != int64 and not isinstance(
-                data, numpy.generic):
+        elif array.dtype.kind in "iu" and array.dtype != int64:
             array = array.astype(int64)
         elif array.dtype.kind not in "biuf":
             raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
@@ -119,6 +118,9 @@ def _as_array(data, dtype=None, device=None):
     if device is not None:
         array = backend.to_device(array, device)
     return array
+
+
+_new_tensor = object.__new__
 
 
 class Tensor:
@@ -135,19 +137,24 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # numpy defers `ndarray op Tensor` to Tensor's reflected op
+    # NOTE: slots make the attribute traffic of every op (thousands per step) cheaper
+    __slots__ = ("array", "grad", "_ctx", "_requires_grad", "_hooks", "_post_hooks",
+                 "_retains_grad", "__weakref__")
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
         array = data if (isinstance(data, numpy.ndarray) and dtype is None and device is None) \
             else _as_array(data, dtype, device)
-        self.array, self.grad, self._ctx = array, None, None
-        self._hooks, self._post_hooks, self._retains_grad = [], [], False
+        self.array, self.grad, self._ctx, self._requires_grad = array, None, None, False
+        self._hooks = self._post_hooks = ()
+        self._retains_grad = False
         self.requires_grad = requires_grad
 
     @staticmethod
     def _make(array, requires_grad: bool = False, ctx: Function | None = None) -> Tensor:
-        t = Tensor.__new__(Tensor)
+        t = _new_tensor(Tensor)
         t.array, t.grad, t._ctx, t._requires_grad = array, None, ctx, requires_grad
-        t._hooks, t._post_hooks, t._retains_grad = [], [], False
+        t._hooks = t._post_hooks = ()
+        t._retains_grad = False
         return t
 
     # ---------------------------------------------------------------- properties
@@ -317,6 +324,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't "
                                "require gradient")
+        if not self._hooks:
+            self._hooks = []
         return _Handle(self._hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
@@ -324,6 +333,8 @@ class Tensor:
         if self._ctx is not None:
             raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors have "
                                "accumulated gradients")
+        if not self._post_hooks:
+            self._post_hooks = []
         return _Handle(self._post_hooks, hook)
 
     def retain_grad(self) -> None:
@@ -344,6 +355,9 @@ class Tensor:
             if tuple(grad.shape) != self.shape:
                 raise RuntimeError(f"backward: gradient shape {tuple(grad.shape)} does not "
                                    f"match tensor shape {self.shape}")
+            # NOTE: copied, as torch clones it: a leaf's .grad may adopt the array it is given,
+            # and the next accumulation (+=) must not write into the caller's gradient
+            grad = get_array_module(grad).array(grad, copy=True)
         _run_backward(self, grad, retain_graph)
 
     # ---------------------------------------------------------------- helpers for ops
@@ -747,29 +761,30 @@ def _index_arrays(index):
 
 
 def _toposort(root: Tensor) -> list[Tensor]:
-    """Nodes that need gradients, each after every node it depends on (iterative DFS)."""
-    order, visited, stack = [], set(), [(root, False)]
+    """Nodes that need gradients, each after every node it depends on (iterative DFS, so a
+    10,000-op chain needs no recursion)."""
+    order, visited = [], {root}
+    stack = [(root, iter(root._ctx.parents if root._ctx is not None else ()))]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
+        node, parents = stack[-1]
+        for parent in parents:
+            if parent._requires_grad and parent not in visited:
+                visited.add(parent)
+                ctx = parent._ctx
+                stack.append((parent, iter(ctx.parents if ctx is not None else ())))
+                break
+        else:
+            stack.pop()
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if node._ctx is not None:
-            for parent in reversed(node._ctx.parents):
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
     return order
 
 
 def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
-    grads = {id(root): grad}
+    # NOTE: tensors are dict keys by identity (Tensor.__hash__ is object.__hash__)
+    grads = {root: grad}
     owned: dict[int, object] = {}  # arrays already stored as some leaf's .grad in this pass
     for node in reversed(_toposort(root)):
-        grad = grads.pop(id(node), None)
+        grad = grads.pop(node, None)
         if grad is None:
             continue
         for hook in node._hooks:
@@ -779,33 +794,37 @@ def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
         ctx = node._ctx
         if ctx is None or node._retains_grad:
             _accumulate(node, grad, owned)
-        if ctx is None:
-            continue
+            if ctx is None:
+                continue
         if ctx.saved is None:
             raise RuntimeError("backward: trying to backward through the graph a second time; "
                                "saved arrays were freed. Pass retain_graph=True the first time")
         input_grads = ctx.backward(grad)
-        if not isinstance(input_grads, tuple):
+        if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if not retain_graph:
             ctx.saved = None
         for parent, g in zip(ctx.parents, input_grads):
-            if g is None or not parent.requires_grad:
+            if g is None or not parent._requires_grad:
                 continue
             assert g.shape == parent.array.shape, f"{ctx.name}: grad {g.shape} vs {parent.shape}"
-            previous = grads.get(id(parent))
-            grads[id(parent)] = g if previous is None else previous + g
+            previous = grads.get(parent)
+            grads[parent] = g if previous is None else previous + g
 
 
 def _accumulate(leaf: Tensor, grad, owned: dict) -> None:
     if grad.dtype != leaf.array.dtype:
         grad = grad.astype(leaf.array.dtype)
     if leaf.grad is None:
-        # NOTE: a grad array may be shared (Add returns one array to both inputs) or a view;
-        # copy those so every .grad owns its memory and in-place updates stay local.
-        if grad.base is not None or id(grad) in owned or not grad.flags.writeable:
-            grad = grad.copy()
-        owned[id(grad)] = grad
+        # NOTE: a grad array may be shared (Add returns one array to both inputs) or a view of
+        # memory another leaf's grad also views (split, reshape); copy those, keyed by the
+        # memory's root array, so every .grad owns its memory and in-place updates stay local.
+        root = grad
+        while root.base is not None:
+            root = root.base
+        if id(root) in owned or not grad.flags.writeable:
+            grad = root = grad.copy(order="K")
+        owned[id(root)] = root
         leaf.grad = Tensor._make(grad)
     else:
         leaf.grad.array += grad
@@ -838,10 +857,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"matmul: a.shape[-1]={inner_a} does not match "
                          f"b.shape[{-2 if b.ndim > 1 else 0}]={inner_b} (shapes {a.shape} and "
                          f"{b.shape})")
+    if b.ndim == 1:  # NOTE: checked before a.ndim == 1 so that 1-D @ 1-D gives a 0-d dot
+        return matmul(a, b.unsqueeze(-1)).squeeze(-1)
     if a.ndim == 1:
         return matmul(a.unsqueeze(0), b).squeeze(-2)
-    if b.ndim == 1:
-        return matmul(a, b.unsqueeze(-1)).squeeze(-1)
     batch = numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     if a.shape[:-2] != batch:
         a = a.expand(*batch, *a.shape[-2:])
@@ -854,9 +873,9 @@ def where(condition, input, other) -> Tensor:
     cond = condition.array if isinstance(condition, Tensor) else condition
     a = input if isinstance(input, Tensor) else None
     b = other if isinstance(other, Tensor) else None
-    if a is None and b is None:
-        xp = get_array_module(cond)
-        return Tensor._make(xp.where(cond, input, other))
+    if a is None and b is None:  # NOTE: python floats give float32 here too, as torch.where
+        dtype = _result_type(Tensor._make(_as_array(input)), Tensor._make(_as_array(other)))
+        return Tensor._make(get_array_module(cond).where(cond, input, other).astype(dtype))
     ref = a if a is not None else b
     a, b = ref._broadcasted(input if a is None else a, False) if a is None else (
         a._broadcasted(other if b is None else b))

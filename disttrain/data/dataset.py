@@ -16,6 +16,12 @@ from disttrain.data.sampler import _generator
 from disttrain.tensor import Tensor
 
 
+def _as_ndarray(item):
+    # NOTE: a[i] of a 1-d numpy array is a numpy scalar, which Tensor() would convert like a
+    # python number (float64 -> float32); a 0-d array keeps the dtype, as the fast path does.
+    return np.asarray(item) if isinstance(item, np.generic) else item
+
+
 class Dataset:
     """A map-style dataset: subclasses define `__getitem__(index)` and `__len__()`.
 
@@ -77,7 +83,7 @@ class TensorDataset(Dataset):
         self.tensors = tuple(wrapped)
 
     def __getitem__(self, index):
-        return tuple(Tensor(t.array[index]) for t in self.tensors)
+        return tuple(Tensor(_as_ndarray(t.array[index])) for t in self.tensors)
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from disttrain.backend import get_array_module
 from disttrain.data.dataset import Dataset, Subset
 from disttrain.data.sampler import (
     BatchSampler,
@@ -40,7 +41,7 @@ def default_collate(batch: list):
     """
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return Tensor(np.stack([b.array for b in batch]))
+        return Tensor(get_array_module(elem.array).stack([b.array for b in batch]))
     if isinstance(elem, (np.ndarray, np.generic)):
         if elem.dtype.kind not in "biuf":
             raise TypeError(f"default_collate: numpy dtype {elem.dtype} is not supported; "
@@ -104,6 +105,7 @@ class DataLoader:
         generator: numpy Generator to draw the base seed from when `seed` is None.
 
     Example:
+        >>> from disttrain.data import TensorDataset
         >>> ds = TensorDataset(np.arange(10, dtype=np.float32))
         >>> [x.shape for (x,) in DataLoader(ds, batch_size=4, shuffle=True, seed=0)]
         [(4,), (4,), (2,)]
@@ -126,6 +128,8 @@ class DataLoader:
                              "supported; pass a positive int")
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
+        if generator is not None:
+            _generator("DataLoader", generator)  # type check
         self.dataset, self.drop_last = dataset, drop_last
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         if seed is not None:
@@ -180,6 +184,7 @@ class DataLoader:
         the next epoch and 0. A sampler with its own `state_dict` is saved under "sampler".
 
         Example:
+            >>> from disttrain.data import TensorDataset
             >>> loader = DataLoader(TensorDataset(np.arange(6)), batch_size=2, seed=3)
             >>> _ = next(iter(loader)); loader.state_dict()
             {'epoch': 0, 'batches_yielded': 1, 'seed': 3}

@@ -116,7 +116,7 @@ class ToTensor:
                              f"shape {pic.shape}")
         chw = (pic[None] if pic.ndim == 2 else pic.transpose(2, 0, 1))
         if pic.dtype == np.uint8:
-            return Tensor(chw.astype(np.float32) / np.float32(255))
+            return Tensor(np.ascontiguousarray(chw, dtype=np.float32) / np.float32(255))
         return Tensor(np.ascontiguousarray(chw))
 
     def __repr__(self) -> str:

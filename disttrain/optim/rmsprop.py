@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
 from disttrain.optim.adam import _lerp_
-from disttrain.optim.optimizer import Optimizer, _grad_with_decay
+from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -59,7 +59,8 @@ class RMSprop(Optimizer):
 
     def _update(self, param, grad, state, group) -> None:
         xp = get_array_module(param)
-        lr, alpha, momentum = group["lr"], group["alpha"], group["momentum"]
+        lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+        weight_decay, maximize = group["weight_decay"], group["maximize"]
         if not state:
             state["step"] = 0.0
             state["square_avg"] = xp.zeros_like(param)
@@ -68,28 +69,27 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(param)
         state["step"] += 1
-        grad = _grad_with_decay(param, grad, group["weight_decay"], group["maximize"])
-        square_avg = state["square_avg"]
-        scratch = xp.empty_like(param)  # NOTE: the one temporary of the whole update
-        square_avg *= alpha
-        xp.multiply(grad, 1 - alpha, out=scratch)
-        scratch *= grad
-        square_avg += scratch
-        if group["centered"]:
-            grad_avg = state["grad_avg"]
-            _lerp_(grad_avg, grad, 1 - alpha, scratch)
-            xp.multiply(grad_avg, grad_avg, out=scratch)
-            avg = xp.subtract(square_avg, scratch, out=scratch)
-            xp.sqrt(avg, out=avg)
-        else:
-            avg = xp.sqrt(square_avg, out=scratch)
-        avg += group["eps"]
-        if momentum > 0:
-            buf = state["momentum_buffer"]
-            buf *= momentum
-            buf += xp.divide(grad, avg, out=scratch)
-            update = xp.multiply(buf, lr, out=scratch)
-        else:
-            update = xp.divide(grad, avg, out=scratch)
-            update *= lr
-        param -= update
+        chunks = _chunks(param, grad, state["square_avg"], state.get("grad_avg"),
+                         state.get("momentum_buffer") if momentum > 0 else None)
+        for p, g, square_avg, grad_avg, buf, scratch in chunks:
+            g = _grad_with_decay(p, g, weight_decay, maximize)
+            square_avg *= alpha
+            xp.multiply(g, 1 - alpha, out=scratch)
+            scratch *= g
+            square_avg += scratch
+            if grad_avg is not None:
+                _lerp_(grad_avg, g, 1 - alpha, scratch)
+                xp.multiply(grad_avg, grad_avg, out=scratch)
+                avg = xp.subtract(square_avg, scratch, out=scratch)
+                xp.sqrt(avg, out=avg)
+            else:
+                avg = xp.sqrt(square_avg, out=scratch)
+            avg += eps
+            if buf is not None:
+                buf *= momentum
+                buf += xp.divide(g, avg, out=scratch)
+                update = xp.multiply(buf, lr, out=scratch)
+            else:
+                update = xp.divide(g, avg, out=scratch)
+                update *= lr
+            p -= update

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, _grad_with_decay
+from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -52,24 +52,24 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, param, grad, state, group) -> None:
-        lr, momentum = group["lr"], group["momentum"]
-        d = _grad_with_decay(param, grad, group["weight_decay"], group["maximize"])
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= momentum
-                dampening = group["dampening"]
-                buf += d if dampening == 0 else (1 - dampening) * d
-            if group["nesterov"]:
-                ahead = get_array_module(param).multiply(buf, momentum)
-                ahead += d
-                d = ahead
-            else:
-                d = buf
-        if d is grad or d is state.get("momentum_buffer"):
-            param -= lr * d
-        else:  # NOTE: d is our own scratch array: scale it in place, saving a temporary
-            d *= lr
-            param -= d
+        xp = get_array_module(param)
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        weight_decay, maximize = group["weight_decay"], group["maximize"]
+        buf = state.get("momentum_buffer")
+        is_first = momentum != 0 and buf is None
+        if is_first:
+            buf = state["momentum_buffer"] = xp.empty_like(param)
+        for p, g, b, scratch in _chunks(param, grad, buf):
+            d = _grad_with_decay(p, g, weight_decay, maximize)
+            if momentum != 0:
+                if is_first:
+                    xp.copyto(b, d)
+                else:
+                    b *= momentum
+                    b += d if dampening == 0 else xp.multiply(d, 1 - dampening, out=scratch)
+                if group["nesterov"]:
+                    xp.multiply(b, momentum, out=scratch)
+                    d = xp.add(scratch, d, out=scratch)
+                else:
+                    d = b
+            p -= xp.multiply(d, lr, out=scratch)

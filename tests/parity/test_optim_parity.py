@@ -6,15 +6,12 @@ import numpy
 import pytest
 
 import disttrain.optim as optim
-try:
-    from disttrain.nn import Parameter
-except ImportError:  # TEMP
-    def Parameter(t): return Tensor(t.array, requires_grad=True)
+from disttrain.nn import Parameter
 from disttrain.tensor import Tensor
 
 torch = pytest.importorskip("torch")
 
-SHAPES = [(4, 3), (3,), (2, 2, 2)]
+SHAPES = [(4, 3), (3,), (2, 2, 2), (257, 513)]  # the last one is updated in chunks
 K_STEPS = 5
 TOL = {"float64": dict(rtol=1e-12, atol=1e-12), "float32": dict(rtol=1e-5, atol=1e-6)}
 
@@ -160,3 +157,16 @@ def test_per_group_hyperparameters_match_torch(name, kwargs, groups, dtype):
     _run(opt, ours, grad_steps, Tensor)
     _run(torch_opt, theirs, grad_steps, _torch_grad)
     _assert_close(ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES[2::3])
+def test_loads_torch_state_dict_and_continues_like_torch(name, kwargs):
+    grad_steps = _grads("float64", k=5)
+    opt, ours, torch_opt, theirs = _pair(name, kwargs, "float64")
+    _run(torch_opt, theirs, grad_steps[:3], _torch_grad)
+    for p, q in zip(ours, theirs, strict=True):
+        p.array[...] = q.detach().numpy()
+    opt.load_state_dict(torch_opt.state_dict())  # tensors in, arrays and float steps kept
+    _run(opt, ours, grad_steps[3:], Tensor)
+    _run(torch_opt, theirs, grad_steps[3:], _torch_grad)
+    _assert_close(ours, theirs, "float64")

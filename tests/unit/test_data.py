@@ -239,6 +239,14 @@ def test_loader_fast_path_equals_per_sample_path():
         assert fx.dtype == sx.dtype and fy.dtype == sy.dtype
 
 
+def test_loader_fast_path_keeps_dtypes_of_1d_arrays():
+    ds = TensorDataset(np.arange(5, dtype=np.float64), np.arange(5, dtype=np.int32))
+    assert ds[0][0].dtype == np.float64 and ds[0][1].dtype == np.int32
+    fast, = DataLoader(ds, batch_size=5)
+    slow, = DataLoader(ds, batch_size=5, collate_fn=lambda b: default_collate(b))
+    assert [t.dtype for t in fast] == [t.dtype for t in slow] == [np.float64, np.int32]
+
+
 def test_loader_fast_path_through_subsets():
     ds = make_tensor_dataset(10)
     sub = Subset(Subset(ds, [9, 8, 7, 6, 5]), [4, 0, 2])
@@ -291,7 +299,7 @@ def test_loader_argument_errors():
                                          "batch_size=-1"):
         DataLoader(ds, batch_size=-1)
     with pytest.raises(TypeError, match="DataLoader: generator should be a numpy.random.Generator"):
-        DataLoader(ds, shuffle=True, generator=42)
+        DataLoader(ds, generator=42)
 
 
 @pytest.mark.parametrize("dataset", [make_tensor_dataset(23), ListDataset(23)],

@@ -189,6 +189,10 @@ def test_digits_sizes_transforms_and_errors():
     assert raw.data.shape == (1797, 1, 8, 8)
     np.testing.assert_array_equal(raw.data * 16, np.round(raw.data * 16))
     assert Digits("val", size=32).data.shape == (359, 1, 32, 32)
+    nearest, bilinear = Digits("all").data, Digits("all", interpolation="bilinear").data
+    np.testing.assert_array_equal(nearest[:, 0, 2:26, 2:26],
+                                  np.repeat(np.repeat(raw.data[:, 0], 3, axis=1), 3, axis=2))
+    assert not np.array_equal(nearest, bilinear) and bilinear.min() == 0 and bilinear.max() <= 1
     flipped = Digits("val", transform=lambda x: x[:, ::-1])
     assert flipped.arrays() is None and flipped[0][0].shape == (1, 28, 28)
     with pytest.raises(ValueError, match="split should be 'train', 'val' or 'all', got 'test'"):
@@ -199,6 +203,9 @@ def test_digits_sizes_transforms_and_errors():
         Digits(val_fraction=1.5)
     with pytest.raises(ValueError, match="size should be 8 or an int >= 12, got 10"):
         Digits(size=10)
+    with pytest.raises(ValueError, match="interpolation should be 'nearest' or 'bilinear', got "
+                                         "'cubic'"):
+        Digits(interpolation="cubic")
 
 
 def test_digits_loader_fast_path():
@@ -207,3 +214,12 @@ def test_digits_loader_fast_path():
     x, y = next(iter(loader))
     assert x.shape == (64, 1, 28, 28) and x.dtype == np.float32 and y.dtype == np.int64
     assert datasets.Digits is Digits and len(loader) == 2
+
+
+def test_embedded_digits_files_are_reproducible(tmp_path):
+    from disttrain.data.datasets import digits
+
+    for name in ("digits-images-idx3-ubyte.gz", "digits-labels-idx1-ubyte.gz"):
+        shipped = digits._DIR / name
+        write_idx(tmp_path / name, read_idx(shipped))
+        assert (tmp_path / name).read_bytes() == shipped.read_bytes(), name

@@ -8,10 +8,7 @@ import numpy
 import pytest
 
 import disttrain.optim as optim
-try:
-    from disttrain.nn import Parameter
-except ImportError:  # TEMP
-    def Parameter(t): return Tensor(t.array, requires_grad=True)
+from disttrain.nn import Parameter
 from disttrain.optim import lr_scheduler
 from disttrain.tensor import Tensor
 
@@ -228,3 +225,32 @@ def test_reduce_lr_on_plateau_accepts_a_tensor_metric():
     sched.step(Tensor(numpy.array(1.0)))
     sched.step(Tensor(numpy.array(2.0)))
     assert sched.get_last_lr() == [0.1]
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (optim.SGD, dict(momentum=0.9, nesterov=True, weight_decay=0.1)),
+    (optim.Adam, dict(amsgrad=True, maximize=True)),
+    (optim.AdamW, dict()),
+    (optim.RMSprop, dict(centered=True, momentum=0.5)),
+])  # fmt: skip
+def test_chunked_update_equals_whole_array_update(cls, kwargs):
+    # a (700, 300) float32 param is updated in cache-sized chunks; a transposed (non-contiguous)
+    # gradient makes the same update run on whole arrays: the results must be bit-identical.
+    rng = numpy.random.default_rng(0)
+    weights, grad = rng.standard_normal((700, 300)), rng.standard_normal((300, 700))
+    chunked, whole = (Parameter(Tensor(weights.astype(numpy.float32))) for _ in range(2))
+    opts = [cls([chunked], lr=0.01, **kwargs), cls([whole], lr=0.01, **kwargs)]
+    for _ in range(3):
+        chunked.grad = Tensor(numpy.ascontiguousarray(grad.T, dtype=numpy.float32))
+        whole.grad = Tensor(grad.astype(numpy.float32).T)
+        assert not whole.grad.array.flags.c_contiguous
+        for opt in opts:
+            opt.step()
+    assert numpy.array_equal(chunked.array, whole.array)
+
+
+def test_step_rejects_a_gradient_of_the_wrong_shape():
+    p = _param(3)
+    p.grad = Tensor(numpy.ones(4, numpy.float32))
+    with pytest.raises(ValueError, match=r"SGD.step: parameter of shape \(3,\) has a gradient "):
+        optim.SGD([p]).step()

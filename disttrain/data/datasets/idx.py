@@ -83,6 +83,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     header = struct.pack(f">BBBB{array.ndim}I", 0, 0, code, array.ndim, *array.shape)
     raw = header + array.astype(_DTYPES[code]).tobytes()
     if compress if compress is not None else str(path).endswith(".gz"):
-        raw = gzip.compress(raw, mtime=0)
-    with open(path, "wb") as f:
-        f.write(raw)
+        # NOTE: mtime=0 (and the name GzipFile stores) make the bytes reproducible.
+        with gzip.GzipFile(path, "wb", mtime=0) as f:
+            f.write(raw)
+    else:
+        with open(path, "wb") as f:
+            f.write(raw)
