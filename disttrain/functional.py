@@ -42,7 +42,7 @@ def tanh(input: Tensor) -> Tensor:
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return relu(input) - relu(-input) * negative_slope
+    return ops.Where.apply(input, input * negative_slope, condition=input.array > 0)
 
 
 def logsigmoid(input: Tensor) -> Tensor:
@@ -275,24 +275,34 @@ def _class_last(op: str, input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]
     return input, target
 
 
+def _check_targets(op: str, labels, classes: int, ignore_index: int) -> None:
+    if int(labels.min(initial=0)) >= 0 and int(labels.max(initial=0)) < classes:
+        return  # NOTE: two reductions on the hot path; the exact search only on failure
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
+    if bad.any():
+        raise IndexError(f"{op}: target {int(labels[bad][0])} is out of bounds for "
+                         f"{classes} classes (valid: 0..{classes - 1} or ignore_index="
+                         f"{ignore_index})")
+
+
+def _class_index_loss(op: str, primitive, input, target, weight, ignore_index, reduction):
+    _check_reduction(op, reduction)
+    shape = target.shape
+    input, target = _class_last(op, input, target)
+    classes = input.shape[1]
+    _check_targets(op, target.array, classes, ignore_index)
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"{op}: weight should have shape ({classes},), got {weight.shape}")
+    loss = primitive.apply(input, target=target.array, weight=None if weight is None else
+                           weight.array, ignore_index=ignore_index, reduction=reduction)
+    return loss.reshape(shape) if reduction == "none" else loss
+
+
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
              ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices, given log-probabilities (N, C, ...)."""
-    _check_reduction("nll_loss", reduction)
-    shape = target.shape
-    input, target = _class_last("nll_loss", input, target)
-    classes = input.shape[1]
-    labels = target.array
-    bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
-    if bad.any():
-        raise IndexError(f"nll_loss: target {int(labels[bad][0])} is out of bounds for "
-                         f"{classes} classes (valid: 0..{classes - 1} or ignore_index="
-                         f"{ignore_index})")
-    if weight is not None and weight.shape != (classes,):
-        raise ValueError(f"nll_loss: weight should have shape ({classes},), got {weight.shape}")
-    loss = ops.NLLLoss.apply(input, target=labels, weight=None if weight is None else
-                             weight.array, ignore_index=ignore_index, reduction=reduction)
-    return loss.reshape(shape) if reduction == "none" else loss
+    return _class_index_loss("nll_loss", ops.NLLLoss, input, target, weight, ignore_index,
+                             reduction)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -314,9 +324,10 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
             target = target * (1 - label_smoothing) + label_smoothing / classes
         w = 1.0 if weight is None else weight.reshape((-1,) + (1,) * (input.ndim - 2))
         return _reduce(-(logp * target * w).sum(class_dim), reduction)
-    loss = nll_loss(logp, target, weight, ignore_index, reduction)
     if not label_smoothing:
-        return loss
+        return _class_index_loss("cross_entropy", ops.CrossEntropy, input, target, weight,
+                                 ignore_index, reduction)
+    loss = nll_loss(logp, target, weight, ignore_index, reduction)
     return (1 - label_smoothing) * loss + label_smoothing * _smooth_loss(
         logp, target, weight, ignore_index, reduction, class_dim)
 

@@ -391,6 +391,26 @@ class NLLLoss(Function):
         return out
 
 
+class CrossEntropy(NLLLoss):
+    # NOTE: log_softmax + nll fused into one node for the hot path of every classifier: the
+    # backward is the NLL scatter pushed through log_softmax's Jacobian in one expression.
+    def forward(self, logits, target, weight, ignore_index, reduction):
+        xp = get_array_module(logits)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        sumexp = exp.sum(axis=1, keepdims=True)
+        out = super().forward(shifted - xp.log(sumexp), target, weight, ignore_index, reduction)
+        exp /= sumexp
+        self.probs = exp
+        return out
+
+    def backward(self, grad):
+        grad_logp = super().backward(grad)
+        grad_logp -= self.probs * grad_logp.sum(axis=1, keepdims=True)
+        self.probs = None
+        return grad_logp
+
+
 # ---------------------------------------------------------------- convolution and pooling
 def _pad2d(x, pads, value=0):
     top, bottom, left, right = pads

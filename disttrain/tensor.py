@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
+import weakref
 from collections import namedtuple
 
 import numpy
@@ -62,7 +63,16 @@ class enable_grad(_SetGradMode):
 
 
 class Function:
-    """A graph node: subclasses implement forward(*arrays, **params) and backward(grad)."""
+    """A graph node: subclasses implement forward(*arrays, **params) and backward(grad).
+
+    `parents` holds, per input, the node its gradient flows to: the input's own Function, the
+    input itself when it is a leaf, or None when it needs no gradient. NOTE: the graph never
+    holds intermediate Tensors (as torch's grad_fn graph), so activations nobody saved are freed
+    as soon as the forward pass drops them.
+    """
+
+    hooks: tuple | list = ()  # hooks registered on the (non-leaf) output tensor
+    retained = None  # weakref to the output tensor when it called retain_grad()
 
     def save(self, *values) -> None:
         self.saved = values
@@ -78,8 +88,9 @@ class Function:
         ctx = cls()
         needs = ctx.needs_input_grad = tuple([t._requires_grad for t in inputs])
         out = ctx.forward(*[t.array for t in inputs], **params)
+        ctx.shape = out.shape
         if _GradMode.enabled and True in needs:
-            ctx.parents = inputs
+            ctx.parents = tuple([(t._ctx or t) if t._requires_grad else None for t in inputs])
             return Tensor._make(out, True, ctx)
         ctx.saved = None  # NOTE: nothing will call backward; let the arrays go now
         return Tensor._make(out)
@@ -139,14 +150,13 @@ class Tensor:
     __array_priority__ = 1000  # numpy defers `ndarray op Tensor` to Tensor's reflected op
     # NOTE: slots make the attribute traffic of every op (thousands per step) cheaper
     __slots__ = ("array", "grad", "_ctx", "_requires_grad", "_hooks", "_post_hooks",
-                 "_retains_grad", "__weakref__")
+                 "__weakref__")
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
         array = data if (isinstance(data, numpy.ndarray) and dtype is None and device is None) \
             else _as_array(data, dtype, device)
         self.array, self.grad, self._ctx, self._requires_grad = array, None, None, False
         self._hooks = self._post_hooks = ()
-        self._retains_grad = False
         self.requires_grad = requires_grad
 
     @staticmethod
@@ -154,7 +164,6 @@ class Tensor:
         t = _new_tensor(Tensor)
         t.array, t.grad, t._ctx, t._requires_grad = array, None, ctx, requires_grad
         t._hooks = t._post_hooks = ()
-        t._retains_grad = False
         return t
 
     # ---------------------------------------------------------------- properties
@@ -324,9 +333,15 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that doesn't "
                                "require gradient")
-        if not self._hooks:
-            self._hooks = []
-        return _Handle(self._hooks, hook)
+        owner = self._ctx if self._ctx is not None else self  # non-leaf hooks live on the node
+        owner_hooks = owner.hooks if owner is self._ctx else self._hooks
+        if not owner_hooks:
+            owner_hooks = []
+            if owner is self._ctx:
+                self._ctx.hooks = owner_hooks
+            else:
+                self._hooks = owner_hooks
+        return _Handle(owner_hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         """Calls hook(tensor) after a leaf's .grad has been accumulated (torch 2.1 API)."""
@@ -338,7 +353,8 @@ class Tensor:
         return _Handle(self._post_hooks, hook)
 
     def retain_grad(self) -> None:
-        self._retains_grad = True
+        if self._ctx is not None:
+            self._ctx.retained = weakref.ref(self)
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Accumulates d(self)/d(leaf) into every leaf's .grad (reverse mode)."""
@@ -760,18 +776,21 @@ def _index_arrays(index):
     return index
 
 
-def _toposort(root: Tensor) -> list[Tensor]:
-    """Nodes that need gradients, each after every node it depends on (iterative DFS, so a
-    10,000-op chain needs no recursion)."""
+def _parents(node) -> tuple:
+    return node.parents if isinstance(node, Function) else ()
+
+
+def _toposort(root) -> list:
+    """Graph nodes (Functions and leaf Tensors), each after every node it depends on. Iterative
+    DFS, so a 10,000-op chain needs no recursion."""
     order, visited = [], {root}
-    stack = [(root, iter(root._ctx.parents if root._ctx is not None else ()))]
+    stack = [(root, iter(_parents(root)))]
     while stack:
         node, parents = stack[-1]
         for parent in parents:
-            if parent._requires_grad and parent not in visited:
+            if parent is not None and parent not in visited:
                 visited.add(parent)
-                ctx = parent._ctx
-                stack.append((parent, iter(ctx.parents if ctx is not None else ())))
+                stack.append((parent, iter(_parents(parent))))
                 break
         else:
             stack.pop()
@@ -780,34 +799,37 @@ def _toposort(root: Tensor) -> list[Tensor]:
 
 
 def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
-    # NOTE: tensors are dict keys by identity (Tensor.__hash__ is object.__hash__)
-    grads = {root: grad}
+    # NOTE: nodes are dict keys by identity (Tensor.__hash__ is object.__hash__)
+    start = root._ctx if root._ctx is not None else root
+    grads = {start: grad}
     owned: dict[int, object] = {}  # arrays already stored as some leaf's .grad in this pass
-    for node in reversed(_toposort(root)):
+    for node in reversed(_toposort(start)):
         grad = grads.pop(node, None)
         if grad is None:
             continue
-        for hook in node._hooks:
+        is_leaf = isinstance(node, Tensor)
+        assert grad.shape == (node.array.shape if is_leaf else node.shape), (node, grad.shape)
+        for hook in (node._hooks if is_leaf else node.hooks):
             result = hook(Tensor._make(grad))
             if result is not None:
                 grad = result.array if isinstance(result, Tensor) else result
-        ctx = node._ctx
-        if ctx is None or node._retains_grad:
+        if is_leaf:
             _accumulate(node, grad, owned)
-            if ctx is None:
-                continue
-        if ctx.saved is None:
+            continue
+        retained = node.retained() if node.retained is not None else None
+        if retained is not None:
+            _accumulate(retained, grad, owned)
+        if node.saved is None:
             raise RuntimeError("backward: trying to backward through the graph a second time; "
                                "saved arrays were freed. Pass retain_graph=True the first time")
-        input_grads = ctx.backward(grad)
+        input_grads = node.backward(grad)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if not retain_graph:
-            ctx.saved = None
-        for parent, g in zip(ctx.parents, input_grads):
-            if g is None or not parent._requires_grad:
+            node.saved = None
+        for parent, g in zip(node.parents, input_grads):
+            if g is None or parent is None:
                 continue
-            assert g.shape == parent.array.shape, f"{ctx.name}: grad {g.shape} vs {parent.shape}"
             previous = grads.get(parent)
             grads[parent] = g if previous is None else previous + g
 
@@ -877,7 +899,7 @@ def where(condition, input, other) -> Tensor:
         dtype = _result_type(Tensor._make(_as_array(input)), Tensor._make(_as_array(other)))
         return Tensor._make(get_array_module(cond).where(cond, input, other).astype(dtype))
     ref = a if a is not None else b
-    a, b = ref._broadcasted(input if a is None else a, False) if a is None else (
+    a, b = ref._broadcasted(input, reverse=True) if a is None else (  # (input, other) order
         a._broadcasted(other if b is None else b))
     shape = numpy.broadcast_shapes(a.shape, cond.shape)
     a, b = a.expand(*shape), b.expand(*shape)

@@ -15,6 +15,9 @@ from typing import Any
 
 from disttrain.optim.optimizer import Optimizer
 
+__all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR",
+           "CosineAnnealingLR", "LinearLR", "SequentialLR", "ReduceLROnPlateau"]
+
 
 class LRScheduler:
     """Base class: sets each group's "initial_lr", then `step()` writes a new "lr" per group.

@@ -234,11 +234,14 @@ def _chunks(param, *arrays) -> list[tuple]:
     entries in `arrays` (absent state) stay None. `scratch` is a fresh array to write into.
     """
     size, step = param.size, max(1, _CHUNK_BYTES // param.itemsize)
-    if size < 2 * step or not isinstance(param, numpy.ndarray) or not all(
-        a.flags.c_contiguous for a in (param, *arrays) if a is not None
-    ):
+    present = [a for a in (param, *arrays) if a is not None]
+    # NOTE: any one memory order shared by all operands will do (nn.Linear weights are
+    # column-major); ravel("K") then flattens each of them without a copy, in the same order.
+    same_order = all(a.flags.c_contiguous for a in present) or all(
+        a.flags.f_contiguous for a in present)
+    if size < 2 * step or not isinstance(param, numpy.ndarray) or not same_order:
         return [(param, *arrays, get_array_module(param).empty_like(param))]
-    flat = [None if a is None else a.reshape(-1) for a in (param, *arrays)]
+    flat = [None if a is None else a.ravel(order="K") for a in (param, *arrays)]
     scratch = numpy.empty(step, param.dtype)
     return [
         (*(None if a is None else a[i : i + step] for a in flat), scratch[: min(step, size - i)])

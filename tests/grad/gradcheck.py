@@ -62,7 +62,7 @@ def analytic_grads(fn, inputs, seed: int = 0):
     gy = _upstream(out, seed)
     out.backward(dt.Tensor(gy))
     grads = []
-    for t, a in zip(tensors, inputs):
+    for t, a in zip(tensors, inputs, strict=True):
         g = t.grad.array if t.grad is not None else backend.get_array_module(a).zeros_like(a)
         assert g.shape == a.shape, f"grad shape {g.shape} != input shape {a.shape}"
         assert g.dtype == numpy.float64, f"grad dtype {g.dtype}, expected float64"
@@ -95,7 +95,7 @@ def check_backward(fn, inputs, atol: float = ATOL, rtol: float = RTOL, eps: floa
     """Asserts every element of each analytic input gradient matches its central difference."""
     _, gy, analytic = analytic_grads(fn, inputs, seed)
     numeric = numerical_grads(fn, inputs, gy, eps)
-    for i, (a, n) in enumerate(zip(analytic, numeric)):
+    for i, (a, n) in enumerate(zip(analytic, numeric, strict=True)):
         numpy.testing.assert_allclose(backend.asnumpy(a), n, atol=atol, rtol=rtol,
                                       err_msg=f"gradient of input {i}")
 
@@ -108,8 +108,8 @@ def check_directional(fn, inputs, atol: float = ATOL, rtol: float = RTOL, eps: f
     xp = backend.get_array_module(inputs[0])
     directions = [xp.asarray(rng.standard_normal(a.shape)) for a in inputs]
     value = _objective(fn, gy)
-    plus = value(*[a + eps * v for a, v in zip(inputs, directions)])
-    minus = value(*[a - eps * v for a, v in zip(inputs, directions)])
+    plus = value(*[a + eps * v for a, v in zip(inputs, directions, strict=True)])
+    minus = value(*[a - eps * v for a, v in zip(inputs, directions, strict=True)])
     numeric = (plus - minus) / (2 * eps)
-    projected = sum(float((g * v).sum()) for g, v in zip(analytic, directions))
+    projected = sum(float((g * v).sum()) for g, v in zip(analytic, directions, strict=True))
     numpy.testing.assert_allclose(projected, numeric, atol=atol, rtol=rtol)

@@ -24,7 +24,7 @@ GRAD_TOL = dict(atol=1e-4, rtol=1e-3)
 
 
 def _const_array(value) -> numpy.ndarray:
-    a = numpy.ascontiguousarray(value)
+    a = numpy.array(value, order="C")
     return a.astype(numpy.float32) if a.dtype.kind == "f" else a
 
 
@@ -88,7 +88,8 @@ def _outputs(out) -> list:
 
 def _backward(outs, grads_out) -> None:
     """Backpropagates the same upstream gradients through every float output."""
-    pairs = [(o, g) for o, g in zip(outs, grads_out) if g is not None and o.requires_grad]
+    pairs = [(o, g) for o, g in zip(outs, grads_out, strict=True)
+             if g is not None and o.requires_grad]
     if not pairs:
         return
     if len(pairs) == 1:
@@ -99,20 +100,21 @@ def _backward(outs, grads_out) -> None:
     total.backward()
 
 
-def compare_outputs_and_backward(ours, theirs, seed: int = 1, device: str = "cpu",
-                                 forward_tol=None, backward: bool = True) -> None:
+def compare_outputs_and_backward(ours, theirs, seed: int = 1, forward_tol=None,
+                                 backward: bool = True) -> None:
     """Compares each output, then runs backward on both with one random upstream gradient per
     float output (not `.sum()`, which would hide errors that cancel)."""
     ours, theirs = _outputs(ours), _outputs(theirs)
     assert len(ours) == len(theirs), f"{len(ours)} outputs, torch has {len(theirs)}"
-    for i, (o, t) in enumerate(zip(ours, theirs)):
+    for i, (o, t) in enumerate(zip(ours, theirs, strict=True)):
         assert_same(o, t, f"forward output {i}", forward_tol or FORWARD_TOL)
     if not backward:
         return
     rng = numpy.random.default_rng(seed)
     gys = [rng.standard_normal(t.shape).astype(torch_dtype(t)) if t.dtype.is_floating_point
            else None for t in theirs]
-    _backward(ours, [None if g is None else dt.tensor(g, device=device) for g in gys])
+    _backward(ours, [None if g is None else dt.tensor(g, device=o.device)
+                     for o, g in zip(ours, gys, strict=True)])
     _backward(theirs, [None if g is None else torch.from_numpy(g) for g in gys])
 
 
@@ -135,8 +137,7 @@ def helper_test_op(shapes, fn, torch_fn=None, *, domain: str = "normal", device:
     ours = [dt.tensor(a, device=device, requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
     out, torch_out = fn(DT(device), *ours), (torch_fn or fn)(TORCH, *theirs)
-    compare_outputs_and_backward(out, torch_out, device=device, forward_tol=forward_tol,
-                                 backward=backward)
+    compare_outputs_and_backward(out, torch_out, forward_tol=forward_tol, backward=backward)
     if backward:
         assert_grads({f"input {i}": t for i, t in enumerate(ours)},
                      {f"input {i}": t for i, t in enumerate(theirs)}, grad_tol)
@@ -174,14 +175,15 @@ def helper_test_layer(make, shapes, *, domain: str = "normal", training: bool = 
     output, input and parameter gradients and the whole state (running stats included);
     `then_eval` repeats one step in eval mode."""
     ours, theirs = make(dt.nn), make(torch.nn)
-    assert state_layout(ours) == state_layout(theirs)
+    layout, torch_layout = state_layout(ours), state_layout(theirs)
+    assert layout == torch_layout, f"state_dict layout {layout} != torch {torch_layout}"
     theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
     ours.to(device)
     modes = [training] * steps + ([False] if then_eval else [])
     for step, mode in enumerate(modes):
         ours.train(mode), theirs.train(mode)
         xs, txs = _layer_inputs(shapes, domain, step, int_high, device)
-        compare_outputs_and_backward(ours(*xs), theirs(*txs), seed=100 + step, device=device,
+        compare_outputs_and_backward(ours(*xs), theirs(*txs), seed=100 + step,
                                      forward_tol=forward_tol)
         assert_grads({f"input {i}": x for i, x in enumerate(xs)},
                      {f"input {i}": x for i, x in enumerate(txs)}, grad_tol)

@@ -22,6 +22,8 @@ TARGET = numpy.array([1, 0, 3, 3, 2])
 TARGET_IGNORED = numpy.array([1, -100, 3, 3, -100])
 TARGET_NCD = numpy.array([[0, 2, 1], [3, 3, 0]])
 CLASS_WEIGHT = numpy.array([0.2, 1.0, 2.5, 0.7])
+X_54 = _rng.standard_normal((5, 4))
+X_1145 = _rng.standard_normal((1, 1, 4, 5))
 BINARY = (_rng.random((3, 4)) > 0.5).astype(numpy.float32)
 
 BUG_MAX_DIM_TIES = pytest.mark.xfail(strict=True, reason=(
@@ -53,6 +55,8 @@ CASES = [
     case("pow_float", lambda m, x: x**2.5, (3, 4), domain="positive"),
     case("pow_negative", lambda m, x: x**-1.5, (3, 4), domain="positive"),
     case("pow_method", lambda m, x: x.pow(2), (3, 4)),
+    case("rpow_scalar_base", lambda m, x: 2.0**x, (3, 4)),
+    case("pow_tensor_exponent", lambda m, x, y: x**y, (3, 4), (3, 4), domain="positive"),
     case("exp", lambda m, x: x.exp(), (3, 4)),
     case("log", lambda m, x: x.log(), (3, 4), domain="positive"),
     case("sqrt", lambda m, x: x.sqrt(), (3, 4), domain="positive"),
@@ -60,6 +64,7 @@ CASES = [
     case("abs", lambda m, x: x.abs(), (3, 4), domain="distinct"),
     case("abs_at_zero", lambda m, x: x.abs(), (4, 5), domain="ties"),
     case("relu", lambda m, x: x.relu(), (3, 4), domain="distinct"),
+    case("leaky_relu_at_zero", lambda m, x: m.F.leaky_relu(x, 0.1), (4, 5), domain="ties"),
     case("relu_at_zero", lambda m, x: m.F.relu(x), (4, 5), domain="ties"),
     case("sigmoid", lambda m, x: x.sigmoid(), (3, 4)),
     case("sigmoid_large", lambda m, x: m.F.sigmoid(x * 50), (3, 4)),
@@ -76,12 +81,17 @@ CASES = [
     case("clamp_at_bounds", lambda m, x: x.clamp(-0.5, 0.5), (4, 5), domain="ties"),
     case("where", lambda m, a, b: m.where(m.const(MASK_34), a, b), (3, 4), (3, 4)),
     case("where_broadcast", lambda m, a, b: m.where(m.const(MASK_34), a, b), (3, 1), (1, 4)),
+    case("where_scalar_input", lambda m, x: m.where(m.const(MASK_34), 0.5, x), (3, 4)),
+    case("where_scalar_other", lambda m, x: m.where(m.const(MASK_34), x, -1.0), (3, 4)),
     case("masked_fill", lambda m, x: x.masked_fill(m.const(MASK_34), 0.5), (3, 4)),
     case("clone", lambda m, x: x.clone() * 2, (3, 4)),
     case("cast_float64", lambda m, x: x.double() * 2, (3, 4)),
     case("cast_to_dtype", lambda m, x: x.to(m.float64), (3, 4)),
     case("cast_roundtrip", lambda m, x: x.double().float(), (3, 4)),
     case("cast_long", lambda m, x: (x * 3).long(), (3, 4)),
+    case("promote_0d_float64_keeps_float32", lambda m, a, b: a + b.double().sum(), (3, 4), (2,)),
+    case("int_plus_float_scalar", lambda m, x: (x * 3).long() + 0.5, (3, 4)),
+    case("int_true_div", lambda m, x: (x * 3).long() / 2, (3, 4)),
     case("promote_float32_float64", lambda m, a, b: a + b.double(), (3, 4), (3, 4)),
     case("to_device_roundtrip", lambda m, x: x.cpu() * 2, (3, 4)),
     # ---- movement
@@ -95,6 +105,7 @@ CASES = [
     case("expand_broadcast_add", lambda m, a, b: a + b, (3, 1), (1, 4)),
     case("expand_broadcast_rank", lambda m, a, b: a * b, (2, 3, 4), (4,)),
     case("expand", lambda m, x: x.expand(2, 3, 4), (3, 1)),
+    case("expand_0d", lambda m, x: x.expand(3, 4), ()),
     case("expand_minus_one", lambda m, x: x.expand(2, -1, 4), (3, 1)),
     case("index_slices", lambda m, x: x[1:3, ::2], (4, 5)),
     case("index_int_negative", lambda m, x: x[..., -1], (2, 3, 4)),
@@ -103,6 +114,11 @@ CASES = [
     case("index_two_int_arrays", lambda m, x: x[m.const(ROWS), m.const(ROWS[::-1])], (3, 4)),
     case("index_slice_then_array", lambda m, x: x[:, m.const(ROWS[:4])], (3, 4)),
     case("index_bool_mask", lambda m, x: x[m.const(MASK_34)], (3, 4)),
+    case("index_column_mask", lambda m, x: x[:, m.const(MASK_34[0])], (3, 4)),
+    case("index_2d_int_array", lambda m, x: x[m.const([[0, 4], [4, 1]])], (5, 4)),
+    case("index_negative_int_array", lambda m, x: x[m.const([-1, 0, -1])], (5, 4)),
+    case("index_ellipsis_array", lambda m, x: x[..., m.const([3, 3, 0])], (2, 3, 4)),
+    case("index_0d_int_tensor", lambda m, x: x[m.const(2)], (5, 4)),
     case("index_bool_mask_3d", lambda m, x: x[m.const(MASK_234)], (2, 3, 4)),
     case("split", lambda m, x: x.split(2, dim=1)[2], (3, 5)),
     case("chunk", lambda m, x: x.chunk(3, dim=0)[1], (5, 2)),
@@ -143,10 +159,15 @@ CASES = [
     case("matmul_batch_vs_2d", lambda m, a, b: m.matmul(a, b), (2, 3, 4), (4, 5)),
     case("matmul_vector_matrix", lambda m, a, b: a @ b, (4,), (4, 5)),
     case("matmul_matrix_vector", lambda m, a, b: a @ b, (3, 4), (4,)),
+    case("matmul_vector_vector", lambda m, a, b: a @ b, (4,), (4,)),
     case("matmul_large", lambda m, a, b: a @ b, (64, 256), (256, 32)),
     case("linear", lambda m, x, w, b: m.F.linear(x, w, b), (5, 4), (3, 4), (3,)),
     case("linear_no_bias", lambda m, x, w: m.F.linear(x, w), (5, 4), (3, 4)),
     case("linear_3d", lambda m, x, w, b: m.F.linear(x, w, b), (2, 5, 4), (3, 4), (3,)),
+    case("linear_1d", lambda m, x, w, b: m.F.linear(x, w, b), (4,), (3, 4), (3,)),
+    case("linear_constant_input", lambda m, w, b: m.F.linear(m.const(X_54), w, b), (3, 4),
+         (3,)),
+    case("linear_f_order_weight", lambda m, x, wt: m.F.linear(x, wt.T), (5, 4), (4, 3)),
     # ---- softmax and losses
     case("log_softmax", lambda m, x: x.log_softmax(1), (3, 5)),
     case("log_softmax_dim0_large", lambda m, x: m.F.log_softmax(x * 30, 0), (3, 5)),
@@ -195,6 +216,8 @@ CASES = [
          (1, 2, 7, 6), (3, 2, 3, 2)),
     case("conv2d_valid", lambda m, x, w: m.F.conv2d(x, w, padding="valid"), (1, 2, 5, 6),
          (3, 2, 2, 3)),
+    case("conv2d_constant_input", lambda m, w, b: m.F.conv2d(m.const(X_1145), w, b, padding=1),
+         (2, 1, 2, 3), (2,)),
     case("conv2d_unbatched", lambda m, x, w: m.F.conv2d(x, w), (2, 5, 5), (3, 2, 2, 2)),
     # NOTE: 144-term float32 dot products of O(1) terms: rounding error ~1e-5 absolute,
     # whatever the (possibly tiny) result, so atol is loosened for this case only.

@@ -3,6 +3,7 @@ detach/.data, hooks and gradient ownership."""
 
 import gc
 import sys
+import weakref
 
 import numpy
 import pytest
@@ -158,6 +159,19 @@ def test_saved_arrays_are_freed_after_backward():
     loss.backward()
     for t in (h1, h2, h3, loss):
         assert t.grad_fn.saved is None, t.grad_fn
+
+
+def test_saved_activations_are_released_by_backward():
+    x = leaf(numpy.ones((2, 3)))
+    hidden = (x * 3.0).exp()
+    saved = weakref.ref(hidden.grad_fn.saved[0])  # Exp keeps its output for backward
+    loss = (hidden * 2.0).sum()
+    del hidden
+    gc.collect()
+    assert saved() is not None  # still needed: the graph holds it until backward
+    loss.backward()
+    gc.collect()
+    assert saved() is None  # freed although `loss` (and so the graph) is still alive
 
 
 def test_no_saved_arrays_without_grad():
