@@ -271,6 +271,21 @@ class Index(Function):
         return out
 
 
+class Gather(Function):
+    def forward(self, x, index, axis):
+        self.save(x.shape, x.dtype, index, axis)
+        return get_array_module(x).take_along_axis(x, index, axis)
+
+    def backward(self, grad):
+        shape, dtype, index, axis = self.saved
+        xp = get_array_module(grad)
+        out = xp.zeros(shape, dtype)
+        positions = list(xp.ix_(*[xp.arange(n) for n in index.shape]))
+        positions[axis] = index
+        backend.scatter_add(out, tuple(positions), grad)
+        return out
+
+
 class Cat(Function):
     def forward(self, *arrays, axis):
         self.save(axis, numpy.cumsum([a.shape[axis] for a in arrays])[:-1])

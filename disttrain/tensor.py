@@ -117,8 +117,8 @@ def _as_array(data, dtype=None, device=None):
     # NOTE: numpy arrays and numpy scalars keep their dtype (torch.tensor(np.float64(1)) is f64)
     if dtype is None and xp is numpy and not isinstance(data, (numpy.ndarray, numpy.generic)):
         array = numpy.asarray(data)
-        if array.dtype.kind == "f":  # python floats default to float32, as torch
-            array = array.astype(_default_float)
+        if array.dtype.kind == "f" and not _holds_numpy_float64(data):
+            array = array.astype(_default_float)  # python floats default to float32, as torch
         elif array.dtype.kind in "iu" and array.dtype != int64:
             array = array.astype(int64)
         elif array.dtype.kind not in "biuf":
@@ -129,6 +129,18 @@ def _as_array(data, dtype=None, device=None):
     if device is not None:
         array = backend.to_device(array, device)
     return array
+
+
+def _holds_numpy_float64(data) -> bool:
+    """Whether a nested list holds a numpy float64 scalar (which keeps float64, as in torch)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, numpy.floating) and item.dtype == float64:
+            return True
+    return False
 
 
 _new_tensor = object.__new__
@@ -282,7 +294,7 @@ class Tensor:
         return F.ToDevice.apply(self, device=device)
 
     def _cast(self, dtype) -> Tensor:
-        if dtype.kind not in "fc" or not self.array.dtype.kind in "fc":
+        if dtype.kind not in "fc" or self.array.dtype.kind not in "fc":
             return Tensor._make(self.array.astype(dtype))  # NOTE: integer casts end the graph
         return F.Cast.apply(self, dtype=dtype)
 
@@ -634,14 +646,23 @@ class Tensor:
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
     def _extreme(self, dim, keepdim, kind: str):
-        if dim is None:
-            return F.Max.apply(self if kind == "max" else -self, axis=None, keepdims=False) \
-                * (1 if kind == "max" else -1)
+        if dim is None:  # NOTE: ties share the gradient, as torch's full reduction does
+            return F.Max.apply(self, axis=None, keepdims=False) if kind == "max" else \
+                -F.Max.apply(-self, axis=None, keepdims=False)
         d = _dim(dim, self.ndim, kind)
-        sign = 1 if kind == "max" else -1
-        values = F.Max.apply(self * sign if sign < 0 else self, axis=(d,), keepdims=keepdim)
-        indices = (self.argmax if kind == "max" else self.argmin)(d, keepdim)
-        return ReturnTypes(values * sign if sign < 0 else values, indices)
+        indices = (self.argmax if kind == "max" else self.argmin)(d, keepdim=True)
+        values = self.gather(d, indices)  # NOTE: the gradient goes to the returned index only
+        if not keepdim:
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return ReturnTypes(values, indices)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        """out[i][j] = self[index[i][j]][j] for dim=0 (torch.gather); repeated indices add up
+        their gradients."""
+        if index.dtype.kind not in "iu" or index.ndim != self.ndim:
+            raise ValueError(f"gather: index must be an integer tensor with {self.ndim} dims, "
+                             f"got dtype {index.dtype} and shape {index.shape}")
+        return F.Gather.apply(self, index=index.array, axis=_dim(dim, self.ndim, "gather"))
 
     def max(self, dim: int | None = None, keepdim: bool = False):
         return self._extreme(dim, keepdim, "max")

@@ -19,7 +19,7 @@ def _empty(shape, dtype=None) -> Parameter:
 
 
 def _reset_fan_in(weight: Parameter, bias: Parameter | None, generator) -> None:
-    """torch's default for Linear and Conv: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
+    """torch's Linear/Conv default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
     init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     if bias is not None:
         fan_in, _ = init._calculate_fan_in_and_fan_out(weight)

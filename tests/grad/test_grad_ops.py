@@ -120,6 +120,7 @@ PRIMITIVES = [
     case("std", lambda x: x.std(), (3, 4)),
     case("max_all", lambda x: x.max(), (3, 4), domain="distinct"),
     case("max_dim", lambda x: x.max(1).values, (2, 3, 4), domain="distinct"),
+    case("gather_repeats", lambda x: x.gather(1, dt.tensor([[0, 0, 2], [1, 2, 1]])), (2, 3)),
     case("max_dim_keepdim", lambda x: x.max(-1, keepdim=True)[0], (2, 3, 4), domain="distinct"),
     case("min_dim", lambda x: x.min(0).values, (3, 4), domain="distinct"),
     case("amax", lambda x: x.amax(), (3, 4), domain="distinct"),

@@ -26,11 +26,6 @@ X_54 = _rng.standard_normal((5, 4))
 X_1145 = _rng.standard_normal((1, 1, 4, 5))
 BINARY = (_rng.random((3, 4)) > 0.5).astype(numpy.float32)
 
-BUG_MAX_DIM_TIES = pytest.mark.xfail(strict=True, reason=(
-    "BUG: Tensor.max(dim)/min(dim) share the gradient equally among tied maxima (ops.Max, "
-    "via tensor.py Tensor._extreme); torch routes it all to the returned index"))
-
-
 TORCH_SAME_PAD_WARNING = pytest.mark.filterwarnings("ignore:Using padding='same' with even")
 
 
@@ -147,11 +142,10 @@ CASES = [
     case("amax_keepdim", lambda m, x: x.amax(1, keepdim=True), (2, 3, 4), domain="distinct"),
     case("amax_ties", lambda m, x: x.amax(1), (4, 6), domain="ties"),
     case("max_all_ties", lambda m, x: x.max(), (4, 6), domain="ties"),
-    case("max_dim_ties", lambda m, x: x.max(1).values, (4, 6), domain="ties",
-         marks=BUG_MAX_DIM_TIES),
-    case("min_dim_ties", lambda m, x: x.min(0).values, (6, 4), domain="ties",
-         marks=BUG_MAX_DIM_TIES),
+    case("max_dim_ties", lambda m, x: x.max(1).values, (4, 6), domain="ties"),
+    case("min_dim_ties", lambda m, x: x.min(0).values, (6, 4), domain="ties"),
     case("argmax", lambda m, x: x.argmax(1), (3, 4), domain="distinct"),
+    case("gather_repeats", lambda m, x: x.gather(0, m.const([[0, 2, 1], [0, 0, 1]])), (3, 3)),
     # ---- matmul and linear
     case("matmul_2d", lambda m, a, b: a @ b, (3, 4), (4, 5)),
     case("matmul_batched", lambda m, a, b: a @ b, (2, 3, 4), (2, 4, 5)),

@@ -107,9 +107,6 @@ def test_tensor_dtype_matches_torch(data, dtype):
     assert str(torch.tensor(data).dtype) == f"torch.{dt.tensor(data).dtype}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a list of numpy float64 scalars becomes float32; "
-                   "torch.tensor([np.float64(1.0)]) is float64 (numpy scalars in a list keep "
-                   "their dtype)")
 def test_tensor_from_list_of_numpy_scalars_keeps_their_dtype():
     assert dt.tensor([numpy.float64(1.0), numpy.float64(2.0)]).dtype == dt.float64
 
