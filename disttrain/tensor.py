@@ -819,7 +819,30 @@ def _toposort(root) -> list:
     return order
 
 
+class _Engine:
+    callbacks: list | None = None  # callbacks queued during the running backward pass
+
+
+def queue_callback(callback) -> None:
+    """Runs `callback()` once the running backward pass has finished (torch's
+    `Variable._execution_engine.queue_callback`); data parallelism waits for its all-reduces
+    there. Only valid inside backward (from a hook)."""
+    if _Engine.callbacks is None:
+        raise RuntimeError("queue_callback: only valid while backward() is running (from a hook)")
+    _Engine.callbacks.append(callback)
+
+
 def _run_backward(root: Tensor, grad, retain_graph: bool) -> None:
+    outer, _Engine.callbacks = _Engine.callbacks, []
+    try:
+        _walk_backward(root, grad, retain_graph)
+        while _Engine.callbacks:
+            _Engine.callbacks.pop(0)()
+    finally:
+        _Engine.callbacks = outer
+
+
+def _walk_backward(root: Tensor, grad, retain_graph: bool) -> None:
     # NOTE: nodes are dict keys by identity (Tensor.__hash__ is object.__hash__)
     start = root._ctx if root._ctx is not None else root
     grads = {start: grad}

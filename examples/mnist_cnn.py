@@ -5,8 +5,13 @@ Linear(128, 10), Adam(lr=1e-3), CrossEntropyLoss. Prints the training loss and v
 of every epoch. With no arguments it trains on the embedded digits (scikit-learn's 1,797 8x8
 images, upscaled and padded to 28x28; no download); `--data-dir` points it at real MNIST IDX files.
 
+The same script runs in one process or under mpirun: with more than one rank it wraps the model
+in DataParallel and shards the data with DistributedSampler. --batch-size is the global batch
+(each rank takes batch_size / ranks), so the optimisation is the same at any rank count.
+
     python examples/mnist_cnn.py                      # embedded digits, 10 epochs
     python examples/mnist_cnn.py --data-dir ~/mnist   # train-images-idx3-ubyte[.gz] etc.
+    launch/local.sh 2 examples/mnist_cnn.py           # 2 ranks (mpirun -n 2 ...)
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import sys
 import time
 
 import disttrain as dt
+import disttrain.distributed as dist
 import disttrain.nn as nn
 import disttrain.optim as optim
-from disttrain.data import DataLoader, datasets
+from disttrain.data import DataLoader, DistributedSampler, datasets
 
 try:
     from tqdm import tqdm
@@ -50,7 +56,8 @@ def load_data(args):
             "embedded digits")
 
 
-def evaluate(model, loader) -> float:
+def evaluate(model, loader, comm=None) -> float:
+    """Accuracy over `loader` (over every rank's shard when comm is given)."""
     model.eval()
     correct = total = 0
     with dt.no_grad():
@@ -58,6 +65,8 @@ def evaluate(model, loader) -> float:
             correct += int((model(x).argmax(1) == y).sum().item())
             total += len(y)
     model.train()
+    if comm is not None:
+        correct, total = comm.allreduce_obj(correct), comm.allreduce_obj(total)
     return correct / max(total, 1)
 
 
@@ -92,29 +101,49 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     dt.manual_seed(args.seed)
+    comm = dist.init() if dist.launched_with_mpi() else None
+    rank, size = (comm.rank, comm.size) if comm else (0, 1)
+    say = print if rank == 0 else (lambda *a, **k: None)
     train_set, val_set, name = load_data(args)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
-                              seed=args.seed)
-    val_loader = DataLoader(val_set, batch_size=512)
     model = SimpleCNN()
+    if comm:  # one replica per rank, each on its shard of every epoch
+        model = dist.DataParallel(model, comm)
+        sampler = DistributedSampler(train_set, size, rank, shuffle=True, seed=args.seed)
+        if args.batch_size % size:
+            raise ValueError(f"--batch-size {args.batch_size} must divide evenly over {size} "
+                             "ranks (it is the global batch)")
+        train_loader = DataLoader(train_set, batch_size=args.batch_size // size,
+                                  sampler=sampler)
+        val_loader = DataLoader(val_set, batch_size=512,
+                                sampler=DistributedSampler(val_set, size, rank, shuffle=False))
+    else:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True,
+                                  seed=args.seed)
+        val_loader = DataLoader(val_set, batch_size=512)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
-    print(f"{name}: {len(train_set)} train / {len(val_set)} validation images")
+    say(f"{name}: {len(train_set)} train / {len(val_set)} validation images, {size} rank(s)")
 
     history = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        loss = train_epoch(model, train_loader, optimizer, loss_fn, epoch, not args.no_progress)
-        accuracy = evaluate(model, val_loader)
+        if comm:
+            sampler.set_epoch(epoch)
+        loss = train_epoch(model, train_loader, optimizer, loss_fn, epoch,
+                           not args.no_progress and rank == 0)
+        if comm:
+            loss = comm.allreduce_obj(loss) / size
+        accuracy = evaluate(model, val_loader, comm)
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch, "loss": loss, "val_accuracy": accuracy, "s": seconds})
-        print(f"epoch {epoch:3d}  loss {loss:.4f}  val accuracy {accuracy:.4f}  "
-              f"({seconds:.1f} s)", flush=True)
-    print(f"final validation accuracy: {history[-1]['val_accuracy']:.4f}")
-    if args.save:
+        say(f"epoch {epoch:3d}  loss {loss:.4f}  val accuracy {accuracy:.4f}  "
+            f"({seconds:.1f} s)", flush=True)
+    say(f"final validation accuracy: {history[-1]['val_accuracy']:.4f}")
+    model = model.module if comm else model
+    if args.save and rank == 0:
         dt.save(model.state_dict(), args.save)
         print(f"saved weights to {args.save}")
-    if args.json:
+    if args.json and rank == 0:
         with open(args.json, "w") as f:
             json.dump(history, f, indent=2)
     return history

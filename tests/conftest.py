@@ -1,14 +1,23 @@
 """Shared fixtures: a seeded default generator for every test, and `xp`, the array module
-(numpy, plus cupy where it imports and a GPU is present)."""
+(numpy, plus cupy where it imports and a GPU is present).
+
+tests/mpi runs only under an MPI launcher (tests/e2e/test_mpi_suite.py starts it with mpirun at
+several sizes); the plain single-process run does not collect it.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy
 import pytest
 
 import disttrain
+
+# NOTE: set by Open MPI (OMPI_*), MPICH/Hydra and Slurm (PMI_*), and by our own runner
+MPI_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "DISTTRAIN_MPI_TESTS")
+collect_ignore = [] if any(v in os.environ for v in MPI_LAUNCH_VARS) else ["mpi"]
 
 
 @functools.cache

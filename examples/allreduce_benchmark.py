@@ -1,0 +1,410 @@
+"""All-reduce bus bandwidth (nccl-tests definition) of disttrain's Communicator, of raw mpi4py,
+and of DataParallel's bucketed gradient sync, for 4 KB to 64 MB (float32 SUM / mean).
+
+Run under mpirun with any number of ranks, e.g.
+
+    mpirun --allow-run-as-root --oversubscribe -n 2 python examples/allreduce_benchmark.py
+    launch/local.sh 2 examples/allreduce_benchmark.py --json allreduce.json
+    launch/local.sh 2 examples/allreduce_benchmark.py --bucket-sweep
+
+Modes (columns), for every size (4 KB .. 64 MB in powers of 4, plus 64 MB as 4 x 16 MB calls):
+  comm     `comm.allreduce_(x)` (disttrain Communicator, in place)
+  mpi4py   `MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, x, MPI.SUM)` (the wrapper's overhead shows
+           as the difference from `comm`)
+  dp       `DataParallel.sync_grads()` on a model whose float32 gradients total the size (1-D
+           parameters of --param-kb each), default bucket size; before every call the .grads
+           are set (untimed) to fresh arrays, as a backward pass leaves them, so the time
+           includes DataParallel's copy of the gradients into its buckets
+  dp16     the same with grad_dtype=float16 (half the bytes on the wire); its bandwidth counts
+           the float32 gradient bytes, i.e. what the user gets. A second table gives the error
+           float16 exchange adds: max |dp16 - exact mean| against the same for float32
+Timing (as ../shared/bench/mpi_allreduce.py): barrier, time one call, per-iteration time =
+max over ranks, median over the iterations after warm-up (>= 20; the modes are interleaved
+in --blocks blocks so machine noise hits them alike). algbw = bytes / time,
+busbw = algbw * 2 (n - 1) / n.
+
+--bucket-sweep times DataParallel.sync_grads() on the deep MLP 784-2048x3-10 (38 MB of float32
+gradients) for bucket_cap_mb in --caps (default 1,2,4,8,16,32), interleaved, and with
+--sweep-steps > 0 also a full overlapped training step (batch 256 per rank, SGD) per cap; it
+prints which cap is fastest.
+
+Rank 0 prints markdown tables; --json PATH also writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # NOTE: before numpy loads its BLAS
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+SIZES = [(4 << 10) * 4**i for i in range(8)]  # 4 KB, 16 KB, ..., 64 MB (bytes)
+MODES = ("comm", "mpi4py", "dp", "dp16")
+
+
+def iters_for(nbytes: int, scale: float) -> int:
+    base = 1000 if nbytes <= 64 << 10 else 200 if nbytes <= 1 << 20 else 50 \
+        if nbytes <= 16 << 20 else 20
+    return max(20, int(base * scale))
+
+
+def size_label(nbytes: int) -> str:
+    return f"{nbytes >> 20} MB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KB"
+
+
+def busbw(nbytes: int, seconds: float, n: int) -> float:
+    """GB/s, nccl-tests' bus bandwidth of an all-reduce."""
+    return nbytes / seconds / 1e9 * 2 * (n - 1) / n
+
+
+class Timer:
+    """barrier; time one call; per-iteration max over ranks; median."""
+
+    def __init__(self, mpi_comm, MPI):
+        self.mpi_comm, self.MPI = mpi_comm, MPI
+
+    def run(self, call, iters: int, before=None) -> list[float]:
+        ts = np.empty(iters)
+        for i in range(iters):
+            if before is not None:
+                before()
+            self.mpi_comm.Barrier()
+            t0 = time.perf_counter()
+            call()
+            ts[i] = time.perf_counter() - t0
+        return ts.tolist()
+
+    def max_over_ranks(self, ts: list[float]) -> list[float]:
+        arr = np.asarray(ts, np.float64)
+        self.mpi_comm.Allreduce(self.MPI.IN_PLACE, arr, op=self.MPI.MAX)
+        return arr.tolist()
+
+
+def flat_model(nbytes: int, param_bytes: int, seed: int):
+    """A Module whose float32 parameters total `nbytes`, in 1-D pieces of <= param_bytes."""
+    import disttrain as dt
+    import disttrain.nn as nn
+
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            left, i = nbytes // 4, 0
+            while left > 0:
+                k = min(left, max(1, param_bytes // 4))
+                self.register_parameter(f"p{i}", nn.Parameter(dt.zeros(k)))
+                left, i = left - k, i + 1
+
+    dt.manual_seed(seed)
+    return Flat()
+
+
+def fill_grads(model, rng, scale: float = 1.0) -> list:
+    """Random float32 .grads (different on every rank); returns the arrays."""
+    import disttrain as dt
+
+    arrays = []
+    for p in model.parameters():
+        g = (rng.standard_normal(p.shape) * scale).astype(np.float32)
+        p.grad = dt.tensor(g)
+        arrays.append(g)
+    return arrays
+
+
+def rebind(model, arrays):
+    """Points every .grad at its own array again (DataParallel leaves them in its buckets)."""
+    from disttrain.tensor import Tensor
+
+    def go():
+        for p, g in zip(model.parameters(), arrays):
+            p.grad = Tensor(g)
+    return go
+
+
+# ------------------------------------------------------------------------------ sizes table
+def bench_sizes(args, comm, MPI, timer):
+    import disttrain as dt
+    import disttrain.distributed as dist
+
+    n, rank = comm.size, comm.rank
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in MODES:
+            raise SystemExit(f"--modes: unknown mode {m!r} (choose from {', '.join(MODES)})")
+    rng = np.random.default_rng(1000 + rank)
+    rows = []
+    for nbytes in SIZES + ["64MBx4"]:
+        chunked = nbytes == "64MBx4"
+        total = 64 << 20 if chunked else nbytes
+        buf = np.ones(total // 4, np.float32)
+
+        def reset(buf=buf):
+            buf.fill(1.0)  # keeps in-place sums bounded (untimed, as the reference)
+
+        calls = {}
+        if chunked:
+            step = (16 << 20) // 4
+            pieces = [buf[s:s + step] for s in range(0, buf.size, step)]
+            calls["comm"] = (lambda pieces=pieces: [comm.allreduce_(p) for p in pieces], reset)
+            calls["mpi4py"] = (lambda pieces=pieces: [
+                comm.mpi_comm.Allreduce(MPI.IN_PLACE, p, op=MPI.SUM) for p in pieces], reset)
+        else:
+            calls["comm"] = (lambda buf=buf: comm.allreduce_(buf), reset)
+            calls["mpi4py"] = (lambda buf=buf: comm.mpi_comm.Allreduce(MPI.IN_PLACE, buf,
+                                                                       op=MPI.SUM), reset)
+            for mode, gdt in (("dp", None), ("dp16", "float16")):
+                if mode not in modes:
+                    continue
+                model = flat_model(total, args.param_kb << 10, seed=0)
+                dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb,
+                                       grad_dtype=None if gdt is None else getattr(dt, gdt))
+                arrays = fill_grads(model, rng)
+                calls[mode] = (dp.sync_grads, rebind(model, arrays))
+        active = [m for m in modes if m in calls]
+        iters = iters_for(total, args.iters_scale)
+        warm = max(5, iters // 10)
+        for m in active:
+            call, before = calls[m]
+            timer.run(call, warm, before)
+        per_block = max(1, -(-iters // args.blocks))
+        ts = {m: [] for m in active}
+        for _ in range(args.blocks):
+            for m in active:
+                call, before = calls[m]
+                ts[m] += timer.run(call, per_block, before)
+        row = {"size": "64 MB as 4x16 MB" if chunked else size_label(total), "bytes": total,
+               "iters": per_block * args.blocks}
+        for m in active:
+            t = statistics.median(timer.max_over_ranks(ts[m]))
+            row[m] = {"us": t * 1e6, "busbw_GBps": busbw(total, t, n)}
+        rows.append(row)
+        if rank == 0 and args.verbose:
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        del calls, buf
+    return rows
+
+
+def fp16_error(args, comm, MPI):
+    """max |DataParallel mean - exact (float64) mean| for float32 and float16 exchange."""
+    import disttrain as dt
+    import disttrain.distributed as dist
+
+    out = []
+    nbytes = 4 << 20
+    for scale in (1.0, 1e-3, 1e-5):
+        row = {"grad_scale": scale}
+        for label, gdt in (("float32", None), ("float16", dt.float16)):
+            model = flat_model(nbytes, args.param_kb << 10, seed=0)
+            dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb,
+                                   grad_dtype=gdt)
+            rng = np.random.default_rng(77 + comm.rank)  # same grads for both dtypes
+            arrays = fill_grads(model, rng, scale)
+            exact = [g.astype(np.float64) for g in arrays]
+            for e in exact:
+                comm.mpi_comm.Allreduce(MPI.IN_PLACE, e, op=MPI.SUM)
+                e /= comm.size
+            dp.sync_grads()
+            err = max(float(np.max(np.abs(p.grad.numpy().astype(np.float64) - e)))
+                      for p, e in zip(model.parameters(), exact))
+            ref = max(float(np.max(np.abs(e))) for e in exact)
+            err = comm.mpi_comm.allreduce(err, op=MPI.MAX)
+            row[label] = {"max_abs_err": err, "rel_to_max": err / ref if ref else 0.0,
+                          "max_abs_mean": ref}
+        out.append(row)
+    return out
+
+
+def print_sizes(rows, errs, n, args):
+    modes = [m for m in MODES if any(m in r for r in rows)]
+    head = ["size"] + [f"{m} us" for m in modes] + [f"{m} busbw GB/s" for m in modes]
+    ratios = [m for m in ("dp", "dp16") if m in modes]
+    head += [f"{m} / {ref}" for m in ratios for ref in ("mpi4py", "comm") if ref in modes]
+    if "comm" in modes and "mpi4py" in modes:
+        head.append("comm / mpi4py")
+    print(f"\n### All-reduce, {n} ranks, float32 (busbw = algbw * 2(n-1)/n; "
+          f"ratios are of busbw)\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        cells = [r["size"]]
+        cells += [f"{r[m]['us']:.4g}" if m in r else "-" for m in modes]
+        cells += [f"{r[m]['busbw_GBps']:.3g}" if m in r else "-" for m in modes]
+        for m in ratios:
+            for ref in ("mpi4py", "comm"):
+                if ref in modes:
+                    ok = m in r and ref in r
+                    cells.append(f"{r[m]['busbw_GBps'] / r[ref]['busbw_GBps']:.2f}"
+                                 if ok else "-")
+        if "comm" in modes and "mpi4py" in modes:
+            cells.append(f"{r['comm']['busbw_GBps'] / r['mpi4py']['busbw_GBps']:.2f}")
+        print("| " + " | ".join(cells) + " |")
+    if errs:
+        print(f"\n### Error of the gradient mean, DataParallel.sync_grads, {n} ranks, 4 MB of "
+              "N(0, scale^2) gradients: max |result - exact float64 mean|\n")
+        print("| grad scale | max abs mean | float32 exchange | float16 exchange | "
+              "float16 err / max abs mean |")
+        print("|---|---|---|---|---|")
+        for e in errs:
+            print(f"| {e['grad_scale']:g} | {e['float32']['max_abs_mean']:.3g} | "
+                  f"{e['float32']['max_abs_err']:.3g} | {e['float16']['max_abs_err']:.3g} | "
+                  f"{e['float16']['rel_to_max']:.3g} |")
+
+
+# ------------------------------------------------------------------------------ bucket sweep
+def deep_mlp(seed: int):
+    import disttrain as dt
+    import disttrain.nn as nn
+
+    dt.manual_seed(seed)
+    sizes = [784, 2048, 2048, 2048, 10]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+def bucket_sweep(args, comm, MPI, timer):
+    import disttrain as dt
+    import disttrain.distributed as dist
+    import disttrain.nn as nn
+    import disttrain.optim as optim
+
+    caps = [float(c) for c in args.caps.split(",")]
+    rng = np.random.default_rng(2000 + comm.rank)
+    setups = []
+    for cap in caps:
+        model = deep_mlp(seed=0)
+        dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=cap)
+        arrays = fill_grads(model, rng)
+        sizes = [sum(dict(model.named_parameters())[name].numel() * 4 for name in b) / 2**20
+                 for b in dp.buckets]
+        setups.append({"cap": cap, "dp": dp, "model": model, "before": rebind(model, arrays),
+                       "buckets_mb": sizes, "opt": optim.SGD(dp.parameters(), lr=0.01)})
+    nbytes = sum(p.numel() * 4 for p in setups[0]["model"].parameters())
+    pool = 16
+    xs = [dt.tensor(rng.standard_normal((256, 784), dtype=np.float32)) for _ in range(pool)]
+    ys = [dt.tensor(rng.integers(0, 10, 256)) for _ in range(pool)]
+    loss_fn = nn.CrossEntropyLoss()
+
+    def train_step(s, k):
+        s["opt"].zero_grad()
+        loss_fn(s["dp"](xs[k % pool]), ys[k % pool]).backward()
+        s["opt"].step()
+
+    sync = {s["cap"]: [] for s in setups}
+    step = {s["cap"]: [] for s in setups}
+    for s in setups:  # warm-up
+        timer.run(s["dp"].sync_grads, 3, s["before"])
+    iters = max(20, int(20 * args.iters_scale))
+    per_block = max(1, -(-iters // args.blocks))
+    steps_per_block = -(-args.sweep_steps // args.blocks) if args.sweep_steps else 0
+    if steps_per_block:
+        for s in setups:
+            for k in range(2):
+                train_step(s, k)
+    for _ in range(args.blocks):
+        for s in setups:
+            sync[s["cap"]] += timer.run(s["dp"].sync_grads, per_block, s["before"])
+            if steps_per_block:
+                counter = iter(range(len(step[s["cap"]]), 10**9))  # next batch of the pool
+                step[s["cap"]] += timer.run(lambda s=s, c=counter: train_step(s, next(c)),
+                                            steps_per_block)
+    rows = []
+    for s in setups:
+        t = statistics.median(timer.max_over_ranks(sync[s["cap"]]))
+        row = {"bucket_cap_mb": s["cap"], "buckets": len(s["buckets_mb"]),
+               "bucket_mb": [round(b, 2) for b in s["buckets_mb"]], "sync_us": t * 1e6,
+               "sync_busbw_GBps": busbw(nbytes, t, comm.size)}
+        if steps_per_block:
+            row["step_ms"] = statistics.median(timer.max_over_ranks(step[s["cap"]])) * 1e3
+        rows.append(row)
+    return nbytes, rows
+
+
+def print_sweep(nbytes, rows, n, args):
+    have_step = any("step_ms" in r for r in rows)
+    print(f"\n### DataParallel bucket sweep: deep MLP 784-2048x3-10, {nbytes / 2**20:.1f} MB of "
+          f"float32 gradients, {n} ranks\n")
+    head = "| bucket_cap_mb | buckets | bucket sizes MB | sync ms | sync busbw GB/s |"
+    print(head + (" train step ms (b256, overlapped) |" if have_step else ""))
+    print("|---|---|---|---|---|" + ("---|" if have_step else ""))
+    for r in rows:
+        sizes = " ".join(f"{b:g}" for b in r["bucket_mb"])
+        line = (f"| {r['bucket_cap_mb']:g} | {r['buckets']} | {sizes} | {r['sync_us'] / 1e3:.3g}"
+                f" | {r['sync_busbw_GBps']:.3g} |")
+        print(line + (f" {r['step_ms']:.4g} |" if have_step else ""))
+    best = min(rows, key=lambda r: r["sync_us"])
+    print(f"\nfastest sync: bucket_cap_mb={best['bucket_cap_mb']:g} "
+          f"({best['sync_us'] / 1e3:.3g} ms)")
+    if have_step:
+        best = min(rows, key=lambda r: r["step_ms"])
+        print(f"fastest training step: bucket_cap_mb={best['bucket_cap_mb']:g} "
+              f"({best['step_ms']:.4g} ms)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of: " + ", ".join(MODES))
+    ap.add_argument("--iters-scale", type=float, default=1.0,
+                    help="scale the iteration counts (1000 up to 64 KB ... 20 at 64 MB; the "
+                         "minimum stays 20)")
+    ap.add_argument("--blocks", type=int, default=4,
+                    help="interleave the modes in this many blocks of iterations")
+    ap.add_argument("--bucket-cap-mb", type=float, default=None,
+                    help="DataParallel bucket size (default: DataParallel's default)")
+    ap.add_argument("--param-kb", type=int, default=1024,
+                    help="dp modes: size of each 1-D parameter of the synthetic model")
+    ap.add_argument("--no-error", action="store_true", help="skip the float16 error table")
+    ap.add_argument("--bucket-sweep", action="store_true",
+                    help="time DataParallel sync of the deep MLP's gradients per bucket cap")
+    ap.add_argument("--caps", default="1,2,4,8,16,32", help="--bucket-sweep: caps in MB")
+    ap.add_argument("--sweep-steps", type=int, default=20,
+                    help="--bucket-sweep: also time this many overlapped training steps per "
+                         "cap (0: skip)")
+    ap.add_argument("--json", help="rank 0 writes the figures here")
+    ap.add_argument("--verbose", action="store_true", help="print each row as it is measured")
+    args = ap.parse_args(argv)
+
+    from mpi4py import MPI
+
+    import disttrain.distributed as dist
+
+    comm = dist.init()
+    timer = Timer(comm.mpi_comm, MPI)
+    info = {"script": "allreduce_benchmark", "ranks": comm.size,
+            "hosts": len(set(comm.allgather_obj(comm.host))),
+            "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if args.bucket_sweep:
+        nbytes, rows = bucket_sweep(args, comm, MPI, timer)
+        result = dict(info, mode="bucket_sweep", grad_bytes=nbytes, results=rows)
+        if comm.rank == 0:
+            print_sweep(nbytes, rows, comm.size, args)
+    else:
+        rows = bench_sizes(args, comm, MPI, timer)
+        want_err = not args.no_error and "dp16" in args.modes.split(",")
+        errs = fp16_error(args, comm, MPI) if want_err else []
+        result = dict(info, mode="sizes", results=rows, fp16_error=errs)
+        if comm.rank == 0:
+            print_sizes(rows, errs, comm.size, args)
+    if comm.rank == 0:
+        print(f"\n{comm.size} ranks on {info['hosts']} host(s); {info['mpi']}; "
+              f"OMP_NUM_THREADS={info['omp_num_threads']}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+            print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
