@@ -14,7 +14,9 @@ Modes (columns), for every size (4 KB .. 64 MB in powers of 4, plus 64 MB as 4 x
   dp       `DataParallel.sync_grads()` on a model whose float32 gradients total the size (1-D
            parameters of --param-kb each), default bucket size; before every call the .grads
            are set (untimed) to fresh arrays, as a backward pass leaves them, so the time
-           includes DataParallel's copy of the gradients into its buckets
+           includes DataParallel's copy (and 1/n scaling) of the gradients into its buckets
+  dp_inplace  the same, but the .grads already live in the buckets (as sync_grads leaves
+           them), so only the in-place 1/n scaling and the all-reduces remain
   dp16     the same with grad_dtype=float16 (half the bytes on the wire); its bandwidth counts
            the float32 gradient bytes, i.e. what the user gets. A second table gives the error
            float16 exchange adds: max |dp16 - exact mean| against the same for float32
@@ -47,7 +49,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 SIZES = [(4 << 10) * 4**i for i in range(8)]  # 4 KB, 16 KB, ..., 64 MB (bytes)
-MODES = ("comm", "mpi4py", "dp", "dp16")
+MODES = ("comm", "mpi4py", "dp", "dp_inplace", "dp16")
 
 
 def iters_for(nbytes: int, scale: float) -> int:
@@ -107,13 +109,15 @@ def flat_model(nbytes: int, param_bytes: int, seed: int):
 
 
 def fill_grads(model, rng, scale: float = 1.0) -> list:
-    """Random float32 .grads (different on every rank); returns the arrays."""
-    import disttrain as dt
+    """Random float32 .grads (different on every rank) in each parameter's memory order, as
+    backward makes them (nn.Linear weights are column-major); returns the arrays."""
+    from disttrain.tensor import Tensor
 
     arrays = []
     for p in model.parameters():
-        g = (rng.standard_normal(p.shape) * scale).astype(np.float32)
-        p.grad = dt.tensor(g)
+        g = np.empty_like(p.array)  # NOTE: keeps the parameter's C/F layout
+        g[...] = rng.standard_normal(p.shape) * scale
+        p.grad = Tensor(g)
         arrays.append(g)
     return arrays
 
@@ -159,14 +163,15 @@ def bench_sizes(args, comm, MPI, timer):
             calls["comm"] = (lambda buf=buf: comm.allreduce_(buf), reset)
             calls["mpi4py"] = (lambda buf=buf: comm.mpi_comm.Allreduce(MPI.IN_PLACE, buf,
                                                                        op=MPI.SUM), reset)
-            for mode, gdt in (("dp", None), ("dp16", "float16")):
+            for mode, gdt in (("dp", None), ("dp_inplace", None), ("dp16", "float16")):
                 if mode not in modes:
                     continue
                 model = flat_model(total, args.param_kb << 10, seed=0)
                 dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb,
                                        grad_dtype=None if gdt is None else getattr(dt, gdt))
                 arrays = fill_grads(model, rng)
-                calls[mode] = (dp.sync_grads, rebind(model, arrays))
+                calls[mode] = (dp.sync_grads,
+                               None if mode == "dp_inplace" else rebind(model, arrays))
         active = [m for m in modes if m in calls]
         iters = iters_for(total, args.iters_scale)
         warm = max(5, iters // 10)
@@ -175,8 +180,8 @@ def bench_sizes(args, comm, MPI, timer):
             timer.run(call, warm, before)
         per_block = max(1, -(-iters // args.blocks))
         ts = {m: [] for m in active}
-        for _ in range(args.blocks):
-            for m in active:
+        for block in range(args.blocks):
+            for m in active if block % 2 == 0 else active[::-1]:  # alternate the order
                 call, before = calls[m]
                 ts[m] += timer.run(call, per_block, before)
         row = {"size": "64 MB as 4x16 MB" if chunked else size_label(total), "bytes": total,
@@ -223,27 +228,20 @@ def fp16_error(args, comm, MPI):
 
 def print_sizes(rows, errs, n, args):
     modes = [m for m in MODES if any(m in r for r in rows)]
+    ref = "mpi4py" if "mpi4py" in modes else None
+    ratios = [m for m in modes if ref and m != ref]
     head = ["size"] + [f"{m} us" for m in modes] + [f"{m} busbw GB/s" for m in modes]
-    ratios = [m for m in ("dp", "dp16") if m in modes]
-    head += [f"{m} / {ref}" for m in ratios for ref in ("mpi4py", "comm") if ref in modes]
-    if "comm" in modes and "mpi4py" in modes:
-        head.append("comm / mpi4py")
+    head += [f"{m} / {ref}" for m in ratios]
     print(f"\n### All-reduce, {n} ranks, float32 (busbw = algbw * 2(n-1)/n; "
-          f"ratios are of busbw)\n")
+          f"ratios are of busbw; median of the per-iteration max over ranks)\n")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         cells = [r["size"]]
         cells += [f"{r[m]['us']:.4g}" if m in r else "-" for m in modes]
         cells += [f"{r[m]['busbw_GBps']:.3g}" if m in r else "-" for m in modes]
-        for m in ratios:
-            for ref in ("mpi4py", "comm"):
-                if ref in modes:
-                    ok = m in r and ref in r
-                    cells.append(f"{r[m]['busbw_GBps'] / r[ref]['busbw_GBps']:.2f}"
-                                 if ok else "-")
-        if "comm" in modes and "mpi4py" in modes:
-            cells.append(f"{r['comm']['busbw_GBps'] / r['mpi4py']['busbw_GBps']:.2f}")
+        cells += [f"{r[m]['busbw_GBps'] / r[ref]['busbw_GBps']:.2f}" if m in r and ref in r
+                  else "-" for m in ratios]
         print("| " + " | ".join(cells) + " |")
     if errs:
         print(f"\n### Error of the gradient mean, DataParallel.sync_grads, {n} ranks, 4 MB of "
@@ -349,6 +347,21 @@ def print_sweep(nbytes, rows, n, args):
               f"({best['step_ms']:.4g} ms)")
 
 
+def cpu_busy(seconds: float = 0.3) -> float | None:
+    """Share of this machine's CPU time that was busy over `seconds` (Linux /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,11 +392,16 @@ def main(argv=None):
     import disttrain.distributed as dist
 
     comm = dist.init()
+    comm.barrier()
+    busy = comm.bcast_obj(cpu_busy())  # NOTE: every rank sleeps meanwhile (MPI waits spin)
+    if comm.rank == 0 and busy is not None and busy > 0.15:
+        print(f"WARNING: the machine was {busy:.0%} busy before the benchmark (other jobs?); "
+              "the figures are unreliable", file=sys.stderr, flush=True)
     timer = Timer(comm.mpi_comm, MPI)
     info = {"script": "allreduce_benchmark", "ranks": comm.size,
             "hosts": len(set(comm.allgather_obj(comm.host))),
             "mpi": MPI.Get_library_version().splitlines()[0].strip(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu_busy_before": busy}
     if args.bucket_sweep:
         nbytes, rows = bucket_sweep(args, comm, MPI, timer)
         result = dict(info, mode="bucket_sweep", grad_bytes=nbytes, results=rows)

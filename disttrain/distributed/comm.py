@@ -51,6 +51,14 @@ def _is_cuda_aware() -> bool:
         return False
 
 
+def _row_major(array):
+    """`array`, or a C-ordered copy of a column-major one: allgather and reduce_scatter stack
+    and split along dim 0, which the flat memory of a column-major array does not follow."""
+    if array.flags.c_contiguous or not array.flags.f_contiguous:
+        return array
+    return backend.get_array_module(array).ascontiguousarray(array)
+
+
 class Communicator:
     """A group of ranks that exchange arrays (an mpi4py communicator underneath).
 
@@ -114,6 +122,7 @@ class Communicator:
 
     def allgather(self, array):
         """Every rank's `array`, stacked: shape (size, *array.shape)."""
+        array = _row_major(array)
         buf, _ = self._buffer(array)
         xp = backend.get_array_module(buf)
         out = xp.empty((self.size, *buf.shape), buf.dtype)
@@ -125,6 +134,7 @@ class Communicator:
         if array.shape[0] % self.size:
             raise ValueError(f"rank {self.rank}: reduce_scatter needs array.shape[0] "
                              f"({array.shape[0]}) divisible by size ({self.size})")
+        array = _row_major(array)
         buf, _ = self._buffer(array)
         xp = backend.get_array_module(buf)
         out = xp.empty((buf.shape[0] // self.size, *buf.shape[1:]), buf.dtype)

@@ -5,20 +5,22 @@ These tests run on every rank (`mpirun -n N python -m mpi4py -m pytest tests/mpi
 tests/e2e/test_mpi_suite.py). Rules: expectations come from `rank` and `size`; every rank runs
 the same collectives in the same order (no branching on rank around a collective); assertions
 come after a test's collectives, so a failing rank does not leave the others waiting.
+`python -m pytest tests/mpi` without mpirun runs them at size 1 (tests needing more skip).
 """
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
+import threading
 
-import numpy
 import pytest
 
 import disttrain.distributed as dist
 
-# NOTE: a test that hangs (mismatched collectives) dumps every thread's stack and exits, which
-# makes mpirun end the job, instead of waiting for the runner's overall timeout
+# NOTE: a test that hangs (a collective not every rank entered) prints every thread's stack and
+# exits, which makes mpirun end the job, instead of waiting for the runner's overall timeout
 TEST_TIMEOUT_S = 120
 
 
@@ -39,13 +41,27 @@ def _mpi_guard(request, comm):
     min_size = marker.kwargs.get("min_size", 1) if marker is not None else 1
     if comm.size < min_size:
         pytest.skip(f"needs at least {min_size} ranks, running on {comm.size}")
-    faulthandler.dump_traceback_later(TEST_TIMEOUT_S, exit=True, file=sys.stderr)
+    watchdog = threading.Timer(TEST_TIMEOUT_S, _hung, (request.config, request.node.nodeid,
+                                                      comm.rank))
+    watchdog.daemon = True
+    watchdog.start()
     yield
-    faulthandler.cancel_dump_traceback_later()
     comm.barrier()  # NOTE: the next test starts together on every rank
+    watchdog.cancel()
 
 
-def gather_equal(comm, array) -> bool:
-    """Whether `array` has the same bytes on every rank (a collective)."""
-    rows = comm.allgather(numpy.ascontiguousarray(array))
-    return all(rows[i].tobytes() == rows[0].tobytes() for i in range(comm.size))
+def _hung(config, nodeid: str, rank: int) -> None:
+    """Prints the test's captured output and every thread's stack, then exits this rank (as
+    pytest-timeout's thread method does)."""
+    out = err = ""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if capman is not None:
+        capman.suspend_global_capture(in_=True)
+        out, err = capman.read_global_capture()
+    sys.stderr.write(f"\n[tests/mpi] rank {rank}: {nodeid} still running after "
+                     f"{TEST_TIMEOUT_S} s (a collective that not every rank entered?)\n"
+                     f"captured stdout:\n{out}\ncaptured stderr:\n{err}\nstacks:\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
+    os._exit(1)
