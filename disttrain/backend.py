@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+
 import numpy
 
 _cupy_error: Exception | None = None
@@ -10,6 +14,28 @@ try:  # NOTE: cupy is optional; remember why it is missing so errors can say so.
     import cupyx
 except Exception as e:  # ImportError, or a CUDA driver error raised at import
     cupy, cupyx, _cupy_error = None, None, e
+
+
+def _keep_freed_memory() -> bool:
+    """Asks glibc to keep freed large blocks for reuse instead of returning them to the OS.
+
+    NOTE: every step allocates its activations and gradients afresh. glibc serves blocks of
+    16 MB and more (a 2048x2048 float32 gradient) with mmap and unmaps them on free, so each
+    step page-faulted 16 MB back in (4,112 faults per deep-MLP step) and MPI moved cold pages;
+    keeping them made that step 6% faster. DISTTRAIN_MALLOC_TUNING=0 turns this off.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("DISTTRAIN_MALLOC_TUNING") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, ...): leave the allocator alone
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 512 * 2**20)) and bool(
+        libc.mallopt(m_trim_threshold, 1 * 2**30))
+
+
+MALLOC_TUNED = _keep_freed_memory()
 
 
 def get_array_module(*arrays):

@@ -26,9 +26,9 @@ in --blocks blocks so machine noise hits them alike). algbw = bytes / time,
 busbw = algbw * 2 (n - 1) / n.
 
 --bucket-sweep times DataParallel.sync_grads() on the deep MLP 784-2048x3-10 (38 MB of float32
-gradients) for bucket_cap_mb in --caps (default 1,2,4,8,16,32), interleaved, and with
---sweep-steps > 0 also a full overlapped training step (batch 256 per rank, SGD) per cap; it
-prints which cap is fastest.
+gradients; --sweep-model mlp or many for others) for bucket_cap_mb in --caps (default
+1,2,4,8,16,32), interleaved, and with --sweep-steps > 0 also a full overlapped training step
+(SGD) per cap; it prints which cap is fastest.
 
 Rank 0 prints markdown tables; --json PATH also writes the figures.
 """
@@ -256,12 +256,18 @@ def print_sizes(rows, errs, n, args):
 
 
 # ------------------------------------------------------------------------------ bucket sweep
-def deep_mlp(seed: int):
+SWEEP_MODELS = {  # name -> (layer sizes, per-rank batch of the training-step column)
+    "deep": ([784, 2048, 2048, 2048, 10], 256),  # 38 MB, three 16 MB weights dominate
+    "mlp": ([784, 500, 10], 64),  # 1.5 MB, one 1.5 MB weight
+    "many": ([784] + [512] * 16 + [10], 256),  # 17 MB in 1 MB weights: the cap matters
+}
+
+
+def mlp(sizes, seed: int):
     import disttrain as dt
     import disttrain.nn as nn
 
     dt.manual_seed(seed)
-    sizes = [784, 2048, 2048, 2048, 10]
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
@@ -275,10 +281,11 @@ def bucket_sweep(args, comm, MPI, timer):
     import disttrain.optim as optim
 
     caps = [float(c) for c in args.caps.split(",")]
+    sizes_, batch = SWEEP_MODELS[args.sweep_model]
     rng = np.random.default_rng(2000 + comm.rank)
     setups = []
     for cap in caps:
-        model = deep_mlp(seed=0)
+        model = mlp(sizes_, seed=0)
         dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=cap)
         arrays = fill_grads(model, rng)
         sizes = [sum(dict(model.named_parameters())[name].numel() * 4 for name in b) / 2**20
@@ -287,8 +294,9 @@ def bucket_sweep(args, comm, MPI, timer):
                        "buckets_mb": sizes, "opt": optim.SGD(dp.parameters(), lr=0.01)})
     nbytes = sum(p.numel() * 4 for p in setups[0]["model"].parameters())
     pool = 16
-    xs = [dt.tensor(rng.standard_normal((256, 784), dtype=np.float32)) for _ in range(pool)]
-    ys = [dt.tensor(rng.integers(0, 10, 256)) for _ in range(pool)]
+    xs = [dt.tensor(rng.standard_normal((batch, sizes_[0]), dtype=np.float32))
+          for _ in range(pool)]
+    ys = [dt.tensor(rng.integers(0, sizes_[-1], batch)) for _ in range(pool)]
     loss_fn = nn.CrossEntropyLoss()
 
     def train_step(s, k):
@@ -328,13 +336,17 @@ def bucket_sweep(args, comm, MPI, timer):
 
 def print_sweep(nbytes, rows, n, args):
     have_step = any("step_ms" in r for r in rows)
-    print(f"\n### DataParallel bucket sweep: deep MLP 784-2048x3-10, {nbytes / 2**20:.1f} MB of "
+    sizes, batch = SWEEP_MODELS[args.sweep_model]
+    arch = "-".join(str(k) for k in sizes)
+    print(f"\n### DataParallel bucket sweep: MLP {arch}, {nbytes / 2**20:.1f} MB of "
           f"float32 gradients, {n} ranks\n")
     head = "| bucket_cap_mb | buckets | bucket sizes MB | sync ms | sync busbw GB/s |"
-    print(head + (" train step ms (b256, overlapped) |" if have_step else ""))
+    print(head + (f" train step ms (b{batch}, overlapped) |" if have_step else ""))
     print("|---|---|---|---|---|" + ("---|" if have_step else ""))
     for r in rows:
-        sizes = " ".join(f"{b:g}" for b in r["bucket_mb"])
+        b = r["bucket_mb"]
+        sizes = " ".join(f"{x:g}" for x in b) if len(b) <= 8 else \
+            f"{min(b):g} .. {max(b):g} (median {statistics.median(b):g})"
         line = (f"| {r['bucket_cap_mb']:g} | {r['buckets']} | {sizes} | {r['sync_us'] / 1e3:.3g}"
                 f" | {r['sync_busbw_GBps']:.3g} |")
         print(line + (f" {r['step_ms']:.4g} |" if have_step else ""))
@@ -380,6 +392,9 @@ def main(argv=None):
     ap.add_argument("--bucket-sweep", action="store_true",
                     help="time DataParallel sync of the deep MLP's gradients per bucket cap")
     ap.add_argument("--caps", default="1,2,4,8,16,32", help="--bucket-sweep: caps in MB")
+    ap.add_argument("--sweep-model", choices=list(SWEEP_MODELS), default="deep",
+                    help="--bucket-sweep: deep = 784-2048x3-10 (38 MB), mlp = 784-500-10, "
+                         "many = 784-512x16-10 (17 MB in 1 MB weights)")
     ap.add_argument("--sweep-steps", type=int, default=20,
                     help="--bucket-sweep: also time this many overlapped training steps per "
                          "cap (0: skip)")
@@ -404,7 +419,8 @@ def main(argv=None):
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu_busy_before": busy}
     if args.bucket_sweep:
         nbytes, rows = bucket_sweep(args, comm, MPI, timer)
-        result = dict(info, mode="bucket_sweep", grad_bytes=nbytes, results=rows)
+        result = dict(info, mode="bucket_sweep", model=args.sweep_model, grad_bytes=nbytes,
+                      results=rows)
         if comm.rank == 0:
             print_sweep(nbytes, rows, comm.size, args)
     else:

@@ -22,6 +22,9 @@ communication thread spent in MPI). Ratios are computed per round; tables show t
 over --rounds rounds [min-max]. Rounds interleave everything (round 1 runs all rank counts
 and both frameworks, then round 2 ...), as ../shared/bench/run_all.py.
 
+Before each run the driver waits up to --wait-idle seconds for the machine to be idle, and
+warns (per run and in the summary) when other jobs were using the CPU.
+
 torch workers mirror ../shared/bench/torch_ddp_ref.py: rank and size from Open MPI's
 OMPI_COMM_WORLD_RANK/SIZE (or PMIX_RANK / PMI_RANK / SLURM_PROCID), gloo rendezvous over
 tcp://127.0.0.1:<free port>; they never import mpi4py. The torch DDP run therefore assumes
@@ -382,7 +385,9 @@ def driver(args):
         outs = {}
         for k in ranks:
             for fw in frameworks:
-                busy = cpu_busy()
+                busy, deadline = cpu_busy(), time.monotonic() + args.wait_idle
+                while busy is not None and busy > 0.15 and time.monotonic() < deadline:
+                    busy = cpu_busy(2.0)  # NOTE: wait for other jobs to finish
                 if busy is not None and busy > 0.15:
                     print(f"WARNING: the machine was {busy:.0%} busy before this run: other "
                           "jobs are running; these timings are unreliable", file=sys.stderr)
@@ -443,6 +448,9 @@ def main(argv=None):
     ap.add_argument("--mpirun-args", default="", help="extra mpirun options, e.g. "
                     "'--bind-to core' or '--hostfile hosts' (then also --no-torch)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per mpirun")
+    ap.add_argument("--wait-idle", type=float, default=120,
+                    help="before each run, wait up to this many seconds for the machine to be "
+                         "idle (< 15%% CPU busy)")
     ap.add_argument("--worker", choices=["disttrain", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=29519, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # NOTE: chosen with `examples/allreduce_benchmark.py --bucket-sweep` (README, issue #3): in-place
 # MPI all-reduce bandwidth is flat from 1 to 16 MB and collapses above 16 MB on this machine.
-DEFAULT_BUCKET_CAP_MB = 4.0
+DEFAULT_BUCKET_CAP_MB = 8.0
 # NOTE: a small first bucket (as torch DDP's 1 MB) starts communication early in backward.
 DEFAULT_FIRST_BUCKET_CAP_MB = 1.0
 
@@ -17,13 +17,15 @@ def assign_buckets(sizes_bytes: list[int], dtypes: list, cap_bytes: int,
         sizes_bytes: size of each tensor, in the order gradients are expected to become ready
             (DataParallel passes parameters in reverse registration order).
         dtypes: each tensor's dtype; a bucket holds one dtype (it is one flat array).
-        cap_bytes: a bucket is closed before it would grow past this; a tensor bigger than the
-            cap gets a bucket of its own.
+        cap_bytes: a bucket is closed before it would grow past this. A tensor bigger than
+            the cap gets a bucket of its own and leaves the open bucket open, so the small
+            biases between big weights share one bucket instead of one each.
         first_cap_bytes: cap of the first bucket of each dtype (default: cap_bytes).
 
     Returns:
-        Lists of indices into `sizes_bytes`, ordered by their first index: the order in which
-        every rank launches them, so collectives always pair up.
+        Lists of indices into `sizes_bytes`, ordered by their last index (when, in ready order,
+        the bucket is complete): the order in which every rank launches them, so collectives
+        always pair up.
 
     Example:
         >>> assign_buckets([4, 4, 4, 4], ["f4"] * 4, cap_bytes=8)
@@ -37,6 +39,9 @@ def assign_buckets(sizes_bytes: list[int], dtypes: list, cap_bytes: int,
     done: list[list[int]] = []
     open_buckets: dict = {}  # dtype -> (indices, bytes, cap)
     for index, (size, dtype) in enumerate(zip(sizes_bytes, dtypes)):
+        if size > cap_bytes:
+            done.append([index])
+            continue
         key = str(dtype)
         indices, used, cap = open_buckets.get(key, ([], 0, first_cap))
         if indices and used + size > cap:
@@ -44,4 +49,4 @@ def assign_buckets(sizes_bytes: list[int], dtypes: list, cap_bytes: int,
             indices, used, cap = [], 0, cap_bytes
         open_buckets[key] = (indices + [index], used + size, cap)
     done += [indices for indices, _, _ in open_buckets.values() if indices]
-    return sorted(done, key=lambda bucket: bucket[0])
+    return sorted(done, key=lambda bucket: bucket[-1])

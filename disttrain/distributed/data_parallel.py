@@ -1,9 +1,10 @@
-"""DataParallel: replicas on every rank, gradients averaged by bucketed in-place all-reduce that
-runs on a communication thread while backward is still computing."""
+"""DataParallel: replicas on every rank, gradients averaged by bucketed in-place all-reduce,
+started during backward as soon as each bucket is complete."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -22,6 +23,11 @@ from disttrain.nn import Module
 from disttrain.tensor import Tensor, no_grad, queue_callback
 
 
+def _order(array) -> str:
+    """The memory order of a contiguous array ("F" only for column-major ones)."""
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+
+
 class _Bucket:
     """The parameters whose gradients are all-reduced together, and their flat buffer.
 
@@ -30,70 +36,70 @@ class _Bucket:
     buffer cost 3x the in-place scaling, a quarter of a small MLP's step.
     """
 
-    def __init__(self, index: int, params: list, names: list[str], dtype, direct: bool):
-        self.index, self.params, self.names, self.direct = index, params, names, direct
-        self.buffer, self.views = None, [None]
-        if not direct:
+    def __init__(self, params: list, names: list[str], dtype, compressed: bool):
+        self.params, self.names, self.compressed = params, names, compressed
+        self.direct = len(params) == 1 and not compressed
+        self.buffer, self.views, self.result = None, [None] * len(params), None
+        if not self.direct:
             xp = get_array_module(params[0].array)
             self.buffer = xp.zeros(sum(p.numel() for p in params), dtype)
-            self.views, offset = [], 0
-            for p in params:
-                flat = self.buffer[offset:offset + p.numel()]
-                self.views.append(flat.reshape(p.shape, order=_order(p.array)))
-                offset += p.numel()
-        self.pending = len(params)
+            self.views = self._views(self.buffer)
         self.nbytes = sum(p.numel() for p in params) * numpy.dtype(dtype).itemsize
+        self.reset()
 
-    def data(self):
-        """What the all-reduce reads and writes."""
-        return self.params[0].grad.array if self.direct else self.buffer
+    def _views(self, flat) -> list:
+        views, offset = [], 0
+        for p in self.params:
+            views.append(flat[offset:offset + p.numel()].reshape(p.shape, order=_order(p.array)))
+            offset += p.numel()
+        return views
 
-
-def _order(array) -> str:
-    """The memory order of a contiguous array ("F" only for column-major ones)."""
-    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+    def reset(self) -> None:
+        self.pending, self.staged = len(self.params), [False] * len(self.params)
 
 
 class _CommThread:
-    """Runs all-reduces of ready buckets, in launch order, beside the backward pass.
+    """Runs the collectives of ready buckets, in launch order, beside the backward pass.
 
     NOTE: Open MPI does not progress non-blocking collectives on its own (its Iallreduce ran at
     3.2 GB/s here, blocking Allreduce at 8.7); a thread calling the blocking, tuned Allreduce
     got 90-99% of it. Only this thread calls MPI between launch and wait.
     """
 
-    def __init__(self, comm: Communicator):
-        self.comm, self.jobs, self.error = comm, queue.Queue(), None
-        self.busy_s = 0.0
-        self.thread = threading.Thread(target=self._run, name="disttrain-allreduce",
-                                       daemon=True)
-        self.thread.start()
+    def __init__(self, rank: int):
+        self.rank, self.jobs, self.error, self.busy_s = rank, queue.Queue(), None, 0.0
+        threading.Thread(target=self._run, name="disttrain-allreduce", daemon=True).start()
 
     def _run(self) -> None:
         while True:
-            buffer = self.jobs.get()
-            if buffer is None:
-                self.jobs.task_done()
-                return
+            job = self.jobs.get()
             try:
+                if job is None:
+                    return
                 if self.error is None:
                     start = time.perf_counter()
-                    self.comm.allreduce_(buffer)
+                    job()
                     self.busy_s += time.perf_counter() - start
             except Exception as e:  # NOTE: re-raised on the main thread by wait()
                 self.error = e
             finally:
                 self.jobs.task_done()
 
-    def launch(self, buffer) -> None:
-        self.jobs.put(buffer)
-
     def wait(self) -> None:
         self.jobs.join()
         if self.error is not None:
             error, self.error = self.error, None
-            raise RuntimeError(f"rank {self.comm.rank}: gradient all-reduce failed: "
-                               f"{error}") from error
+            raise RuntimeError(f"rank {self.rank}: gradient all-reduce failed: {error}") \
+                from error
+
+
+def has_spare_core(local_size: int, cores: int | None = None) -> bool:
+    """Whether each rank on this node has a core beyond its compute thread's, so a
+    communication thread overlaps instead of competing (measured: on 2 cores and 2 ranks,
+    overlapping made the deep MLP's step 10% slower)."""
+    if cores is None:
+        cores = os.cpu_count() or 1
+    return cores >= 2 * local_size
 
 
 class DataParallel(Module):
@@ -108,10 +114,13 @@ class DataParallel(Module):
     Args:
         module: the model; identical on every rank.
         comm: the Communicator (default: `dist.init()`, the world).
-        bucket_cap_mb: bucket size (default 4 MB, from the all-reduce benchmark).
-        grad_dtype: exchange gradients in this dtype (e.g. dt.float16 halves the bytes; the
-            error it adds is measured by examples/allreduce_benchmark.py).
+        bucket_cap_mb: bucket size (default 8 MB, from examples/allreduce_benchmark.py).
+        grad_dtype: exchange gradients in this dtype: dt.float16 halves the bytes (allgather
+            of float16, summed in float32; for few ranks on slow networks; the error it adds
+            is measured by the all-reduce benchmark).
         broadcast_buffers: re-send rank 0's buffers (BatchNorm statistics) at every forward.
+        overlap: all-reduce on a communication thread during backward (default: when every
+            rank has a spare core); False runs them all at the end of backward.
 
     Example:
         >>> model = dist.DataParallel(nn.Linear(4, 2))
@@ -121,24 +130,26 @@ class DataParallel(Module):
 
     def __init__(self, module: Module, comm: Communicator | None = None,
                  bucket_cap_mb: float | None = None, grad_dtype=None,
-                 broadcast_buffers: bool = True,
-                 first_bucket_cap_mb: float = DEFAULT_FIRST_BUCKET_CAP_MB, overlap: bool = True):
+                 broadcast_buffers: bool = True, overlap: bool | None = None,
+                 first_bucket_cap_mb: float = DEFAULT_FIRST_BUCKET_CAP_MB):
         super().__init__()
-        self.overlap = overlap
         self.module = module
         self.comm = comm if comm is not None else init()
         self.broadcast_buffers = broadcast_buffers
         self.grad_dtype = None if grad_dtype is None else numpy.dtype(grad_dtype)
+        self.overlap = has_spare_core(self.comm.local_size) if overlap is None else overlap
         self._check_same_model()
         self._broadcast_state(parameters=True)
+        self._has_buffers = any(True for _ in self.module.buffers())
         cap_mb = DEFAULT_BUCKET_CAP_MB if bucket_cap_mb is None else bucket_cap_mb
         self._buckets, self._slot = self._make_buckets(cap_mb, first_bucket_cap_mb)
         self._sync_enabled, self._in_backward, self._next_launch = True, False, 0
-        self._comm_thread = _CommThread(self.comm)
-        weakref.finalize(self, self._comm_thread.jobs.put, None)  # ends the thread with us
         self.stats = {"comm_s": 0.0, "wait_s": 0.0, "bytes": 0}
-        for p in self._slot:
-            p.register_post_accumulate_grad_hook(self._on_grad_ready)
+        if self.comm.size > 1:  # NOTE: one rank: gradients are already the mean
+            self._comm_thread = _CommThread(self.comm.rank)
+            weakref.finalize(self, self._comm_thread.jobs.put, None)  # ends it with us
+            for p in self._slot:
+                p.register_post_accumulate_grad_hook(self._on_grad_ready)
 
     # ---------------------------------------------------------------- construction
     def _check_same_model(self) -> None:
@@ -147,22 +158,8 @@ class DataParallel(Module):
         everyone = self.comm.allgather_obj(mine)
         problems = []
         for rank, theirs in enumerate(everyone):
-            if theirs == everyone[0]:
-                continue
-            ref = dict((n, (s, d)) for n, s, d in everyone[0])
-            other = dict((n, (s, d)) for n, s, d in theirs)
-            for name in sorted(set(ref) | set(other)):
-                if name not in other:
-                    problems.append(f"'{name}' exists on rank 0 but not on rank {rank}")
-                elif name not in ref:
-                    problems.append(f"'{name}' exists on rank {rank} but not on rank 0")
-                elif ref[name] != other[name]:
-                    problems.append(f"parameter '{name}' has shape {other[name][0]} dtype "
-                                    f"{other[name][1]} on rank {rank} but shape {ref[name][0]} "
-                                    f"dtype {ref[name][1]} on rank 0")
-            if not problems:
-                problems.append(f"rank {rank} registers its parameters in a different order "
-                                "than rank 0")
+            if theirs != everyone[0]:
+                problems += _differences(everyone[0], theirs, rank)
         if problems:
             raise ValueError(f"DataParallel (rank {self.comm.rank}): the model differs between "
                              "ranks; build the same model on every rank:\n  "
@@ -183,23 +180,22 @@ class DataParallel(Module):
         sizes = [p.numel() * numpy.dtype(d).itemsize for (_, p), d in zip(named, dtypes)]
         groups = assign_buckets(sizes, dtypes, int(cap_mb * 2**20), int(first_cap_mb * 2**20))
         buckets, slot = [], {}
-        for index, group in enumerate(groups):
-            direct = len(group) == 1 and self.grad_dtype is None
-            bucket = _Bucket(index, [named[i][1] for i in group], [named[i][0] for i in group],
-                             dtypes[group[0]], direct)
+        for group in groups:
+            bucket = _Bucket([named[i][1] for i in group], [named[i][0] for i in group],
+                             dtypes[group[0]], compressed=self.grad_dtype is not None)
             buckets.append(bucket)
-            for position, (p, view) in enumerate(zip(bucket.params, bucket.views)):
-                slot[p] = (bucket, position, view)
+            for position, p in enumerate(bucket.params):
+                slot[p] = (bucket, position)
         return buckets, slot
 
     @property
     def buckets(self) -> list[list[str]]:
+        """Parameter names of each bucket, in launch order."""
         return [b.names for b in self._buckets]
 
     # ---------------------------------------------------------------- training
     def forward(self, *args, **kwargs):
-        if self.broadcast_buffers and self.comm.size > 1 and any(True for _ in
-                                                                 self.module.buffers()):
+        if self.broadcast_buffers and self.comm.size > 1 and self._has_buffers:
             self._broadcast_state(parameters=False)
         return self.module(*args, **kwargs)
 
@@ -220,35 +216,57 @@ class DataParallel(Module):
             self._start_step()
             queue_callback(self._finish_step)
         self._stage(param)
+        self._launch_ready()
 
     def _start_step(self) -> None:
         self._in_backward, self._next_launch = True, 0
         self._comm_thread.busy_s = 0.0
         for bucket in self._buckets:
-            bucket.pending = len(bucket.params)
-            bucket.staged = [False] * len(bucket.params)
+            bucket.reset()
 
     def _stage(self, param: Tensor) -> None:
-        """Moves param's gradient into its bucket, pre-divided by size; launches what's ready."""
-        bucket, position, view = self._slot[param]
+        """Puts param's gradient where its bucket's collective reads it, divided by size."""
+        bucket, position = self._slot[param]
         if bucket.staged[position]:
             raise RuntimeError(f"rank {self.comm.rank}: the gradient of '{bucket.names[position]}'"
                                " became ready twice in one backward pass; DataParallel supports "
                                "one backward per step (use no_sync() to accumulate)")
-        grad = param.grad.array
-        scale = 1.0 / self.comm.size
+        grad, view = param.grad.array, bucket.views[position]
         xp = get_array_module(grad)
-        if bucket.direct and not (grad.flags.c_contiguous or grad.flags.f_contiguous):
-            grad = param.grad.array = xp.ascontiguousarray(grad)
-        if grad is view or bucket.direct:
-            grad *= grad.dtype.type(scale)
+        scale = grad.dtype.type(1.0 / self.comm.size)
+        if bucket.compressed:
+            view[...] = grad  # NOTE: divided after the float32 sum: float16 keeps small grads
+        elif bucket.direct:
+            if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
+                grad = param.grad.array = xp.ascontiguousarray(grad)
+            grad *= scale
+        elif grad is view:
+            view *= scale
         else:  # NOTE: one pass copies and averages; the grad then lives in the bucket
             xp.multiply(grad, scale, out=view)
-            if self.grad_dtype is None:
-                param.grad = Tensor(view)
+            param.grad = Tensor(view)
         bucket.staged[position] = True
         bucket.pending -= 1
-        self._launch_ready()
+
+    def _zero_grad_of_unused(self, bucket: _Bucket, position: int) -> None:
+        p = bucket.params[position]
+        if bucket.direct:
+            p.grad = Tensor(get_array_module(p.array).zeros_like(p.array))
+        else:
+            bucket.views[position][...] = 0
+            if not bucket.compressed:
+                p.grad = Tensor(bucket.views[position])
+        bucket.staged[position], bucket.pending = True, bucket.pending - 1
+
+    def _reduce(self, bucket: _Bucket) -> None:
+        """The collective of one bucket (run on the comm thread or inline)."""
+        if not bucket.compressed:
+            self.comm.allreduce_(bucket.params[0].grad.array if bucket.direct else bucket.buffer)
+            return
+        xp = get_array_module(bucket.buffer)
+        total = self.comm.allgather(bucket.buffer).sum(axis=0, dtype=xp.float32)
+        total *= xp.float32(1.0 / self.comm.size)
+        bucket.result = total
 
     def _launch_ready(self, inline: bool = False) -> None:
         # NOTE: strictly in bucket order, so every rank issues the same collectives in the
@@ -257,31 +275,29 @@ class DataParallel(Module):
         # anyway, and a hand-off to the comm thread costs a wake-up.
         last = len(self._buckets) - 1
         while self._next_launch <= last and self._buckets[self._next_launch].pending == 0:
-            if (self._next_launch == last or not self.overlap) and not inline:
-                return
+            bucket = self._buckets[self._next_launch]
             if inline:
                 self._comm_thread.wait()
                 start = time.perf_counter()
-                self.comm.allreduce_(self._buckets[self._next_launch].data())
+                self._reduce(bucket)
                 self._comm_thread.busy_s += time.perf_counter() - start
+            elif self.overlap and self._next_launch < last:
+                self._comm_thread.jobs.put(lambda bucket=bucket: self._reduce(bucket))
             else:
-                self._comm_thread.launch(self._buckets[self._next_launch].data())
+                return
             self._next_launch += 1
 
     def _finish_step(self) -> None:
         for bucket in self._buckets[self._next_launch:]:
-            for i, (p, view) in enumerate(zip(bucket.params, bucket.views)):
-                if not bucket.staged[i] and p.grad is not None:
+            for position, p in enumerate(bucket.params):
+                if bucket.staged[position]:
+                    continue
+                if p.grad is not None:
                     # NOTE: unused in this backward but accumulated earlier (under no_sync):
                     # averaged like any gradient, as torch DDP does, not replaced by zeros
                     self._stage(p)
-                elif not bucket.staged[i]:  # unused in this step: contributes zeros
-                    if bucket.direct:
-                        view = get_array_module(p.array).zeros_like(p.array)
-                    view[...] = 0
-                    bucket.staged[i], bucket.pending = True, bucket.pending - 1
-                    if self.grad_dtype is None:
-                        p.grad = Tensor(view)
+                else:  # unused in this step: contributes zeros, and gets a zero gradient
+                    self._zero_grad_of_unused(bucket, position)
         start = time.perf_counter()
         try:
             self._launch_ready(inline=True)
@@ -291,16 +307,35 @@ class DataParallel(Module):
         self.stats = {"comm_s": self._comm_thread.busy_s,
                       "wait_s": time.perf_counter() - start,
                       "bytes": sum(b.nbytes for b in self._buckets)}
-        if self.grad_dtype is not None:
-            for bucket in self._buckets:
-                for p, view in zip(bucket.params, bucket.views):
-                    p.grad = Tensor(view.astype(p.dtype))
+        for bucket in self._buckets:
+            if bucket.compressed:
+                for p, view in zip(bucket.params, bucket._views(bucket.result)):
+                    p.grad = Tensor(view.astype(p.dtype, copy=False))
 
     def sync_grads(self) -> None:
         """Averages the current .grads over ranks now (blocking; no overlap). For gradients
         computed outside backward, and for benchmarks."""
+        if self.comm.size == 1:
+            return
         self._start_step()
         for p in self._slot:
             if p.grad is not None:
                 self._stage(p)
         self._finish_step()
+
+
+def _differences(reference: list, theirs: list, rank: int) -> list[str]:
+    """Why rank `rank`'s (name, shape, dtype) list differs from rank 0's, in words."""
+    ref = {n: (s, d) for n, s, d in reference}
+    other = {n: (s, d) for n, s, d in theirs}
+    problems = []
+    for name in sorted(set(ref) | set(other)):
+        if name not in other:
+            problems.append(f"'{name}' exists on rank 0 but not on rank {rank}")
+        elif name not in ref:
+            problems.append(f"'{name}' exists on rank {rank} but not on rank 0")
+        elif ref[name] != other[name]:
+            problems.append(f"parameter '{name}' has shape {other[name][0]} dtype "
+                            f"{other[name][1]} on rank {rank} but shape {ref[name][0]} dtype "
+                            f"{ref[name][1]} on rank 0")
+    return problems or [f"rank {rank} registers its parameters in a different order than rank 0"]

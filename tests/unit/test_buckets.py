@@ -25,7 +25,7 @@ def test_single_dtype(sizes, cap, expected):
 
 @pytest.mark.parametrize("sizes, expected", [
     ([100], [[0]]),
-    ([4, 100, 4], [[0], [1], [2]]),  # closes the open bucket, then gets its own
+    ([4, 100, 4], [[1], [0, 2]]),  # gets its own and leaves the open bucket open
     ([100, 100], [[0], [1]]),
     ([100, 4, 4], [[0], [1, 2]]),  # a new bucket after the big one
 ], ids=["alone", "between", "two-big", "big-first"])
@@ -37,18 +37,27 @@ def test_mixed_dtypes_go_to_separate_buckets():
     # float32 tensors 0, 2, 4 and float64 tensors 1, 3, each 4 bytes, cap 8
     assert assign_buckets([4] * 5, [F4, F8, F4, F8, F4], cap_bytes=8) == [[0, 2], [1, 3], [4]]
     # one open bucket per dtype: a float16 tensor does not close the float32 bucket
-    assert assign_buckets([4, 2, 4], [F4, F2, F4], cap_bytes=8) == [[0, 2], [1]]
+    assert assign_buckets([4, 2, 4], [F4, F2, F4], cap_bytes=8) == [[1], [0, 2]]
 
 
-def test_buckets_ordered_by_first_index():
-    """A bucket closed late but started early comes first: the launch order every rank uses."""
+def test_buckets_ordered_by_last_index():
+    """A bucket started early but completed late comes after those completed before it: the
+    launch order every rank uses."""
     buckets = assign_buckets([2, 6, 6, 6], [F8, F4, F4, F8], cap_bytes=8)
-    assert buckets == [[0, 3], [1], [2]]
+    assert buckets == [[1], [2], [0, 3]]
+
+
+def test_small_tensors_between_big_ones_share_a_bucket():
+    """The deep MLP in ready order: bias, 16 MB weight, bias, 16 MB weight, bias, 6 MB
+    weight; the three biases share one bucket, completed with the last bias."""
+    mb = 2**20
+    sizes = [40, 16 * mb, 8192, 16 * mb, 8192, 6 * mb + 1 * mb // 8]
+    assert assign_buckets(sizes, [F4] * 6, cap_bytes=4 * mb) == [[1], [3], [0, 2, 4], [5]]
 
 
 def test_numpy_dtype_objects_group_like_their_names():
     dtypes = [numpy.dtype(F4), numpy.dtype(F8), numpy.dtype(F4)]
-    assert assign_buckets([4, 4, 4], dtypes, cap_bytes=8) == [[0, 2], [1]]
+    assert assign_buckets([4, 4, 4], dtypes, cap_bytes=8) == [[1], [0, 2]]
 
 
 @pytest.mark.parametrize("first, expected", [
@@ -89,7 +98,7 @@ def test_invariants_on_random_inputs(seed):
     cap, first = int(rng.integers(1, 120)), int(rng.integers(1, 120))
     buckets = assign_buckets(sizes, dtypes, cap_bytes=cap, first_cap_bytes=first)
     assert sorted(i for b in buckets for i in b) == list(range(n))  # each tensor exactly once
-    assert [b[0] for b in buckets] == sorted(b[0] for b in buckets)
+    assert [b[-1] for b in buckets] == sorted(b[-1] for b in buckets)  # launch order
     for b in buckets:
         assert b == sorted(b)
         assert len({dtypes[i] for i in b}) == 1
