@@ -219,7 +219,7 @@ class DataParallel(Module):
         self._launch_ready()
 
     def _start_step(self) -> None:
-        self._in_backward, self._next_launch = True, 0
+        self._in_backward, self._next_launch, self._blocked_s = True, 0, 0.0
         self._comm_thread.busy_s = 0.0
         for bucket in self._buckets:
             bucket.reset()
@@ -268,23 +268,27 @@ class DataParallel(Module):
         total *= xp.float32(1.0 / self.comm.size)
         bucket.result = total
 
-    def _launch_ready(self, inline: bool = False) -> None:
+    def _launch_ready(self, at_end: bool = False) -> None:
         # NOTE: strictly in bucket order, so every rank issues the same collectives in the
-        # same order even when its gradients become ready in another order. The last bucket
-        # waits for the end of backward and runs on this thread: everything waits for it
-        # anyway, and a hand-off to the comm thread costs a wake-up.
+        # same order even when its gradients become ready in another order. With overlap, a
+        # ready bucket goes to the comm thread, except the last one, which everything waits
+        # for anyway: it runs here at the end (a hand-off costs a wake-up). Without overlap a
+        # ready bucket is reduced here at once, while its gradients are still in cache
+        # (measured: a 16 MB all-reduce ran at 8.2 GB/s hot and 4.4 GB/s cold).
         last = len(self._buckets) - 1
         while self._next_launch <= last and self._buckets[self._next_launch].pending == 0:
             bucket = self._buckets[self._next_launch]
-            if inline:
-                self._comm_thread.wait()
-                start = time.perf_counter()
-                self._reduce(bucket)
-                self._comm_thread.busy_s += time.perf_counter() - start
-            elif self.overlap and self._next_launch < last:
+            if self.overlap and self._next_launch < last and not at_end:
                 self._comm_thread.jobs.put(lambda bucket=bucket: self._reduce(bucket))
-            else:
+            elif self.overlap and not at_end:
                 return
+            else:
+                start = time.perf_counter()
+                self._comm_thread.wait()
+                reduce_start = time.perf_counter()
+                self._reduce(bucket)
+                self._comm_thread.busy_s += time.perf_counter() - reduce_start
+                self._blocked_s += time.perf_counter() - start
             self._next_launch += 1
 
     def _finish_step(self) -> None:
@@ -298,14 +302,15 @@ class DataParallel(Module):
                     self._stage(p)
                 else:  # unused in this step: contributes zeros, and gets a zero gradient
                     self._zero_grad_of_unused(bucket, position)
-        start = time.perf_counter()
         try:
-            self._launch_ready(inline=True)
+            self._launch_ready(at_end=True)
+            start = time.perf_counter()
             self._comm_thread.wait()
         finally:
             self._in_backward = False
+        # comm_s: time spent in collectives; wait_s: time backward was blocked by them
         self.stats = {"comm_s": self._comm_thread.busy_s,
-                      "wait_s": time.perf_counter() - start,
+                      "wait_s": self._blocked_s + time.perf_counter() - start,
                       "bytes": sum(b.nbytes for b in self._buckets)}
         for bucket in self._buckets:
             if bucket.compressed:
