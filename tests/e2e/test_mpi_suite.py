@@ -20,7 +20,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
-SIZES = (2, 3)
+SIZES = (2, 3, 4)
 
 
 def find_mpirun() -> str | None:
