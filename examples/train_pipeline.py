@@ -108,6 +108,10 @@ def main(argv=None):
     per_replica = args.batch_size // args.dp
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     say(f"{comm.size} ranks: dp={grid.dp} x pp={grid.pp}, stages {pipe.partition}")
+    if pipe.layer_times is not None:  # balance="time": what the partition was cut from
+        stage_ms = [sum(pipe.layer_times[a:b]) * 1e3 for a, b in pipe.partition]
+        say("profiled forward+backward per stage (ms): "
+            + ", ".join(f"{t:.2f}" for t in stage_ms))
     history = []
     for step in range(args.steps):
         batch = rng.permutation(len(images))[:args.batch_size]  # same on every rank (seed)
