@@ -47,6 +47,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from bench_utils import cpu_busy  # noqa: E402
 
 SIZES = [(4 << 10) * 4**i for i in range(8)]  # 4 KB, 16 KB, ..., 64 MB (bytes)
 MODES = ("comm", "mpi4py", "dp", "dp_inplace", "dp16")
@@ -359,19 +360,6 @@ def print_sweep(nbytes, rows, n, args):
               f"({best['step_ms']:.4g} ms)")
 
 
-def cpu_busy(seconds: float = 0.3) -> float | None:
-    """Share of this machine's CPU time that was busy over `seconds` (Linux /proc/stat)."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def main(argv=None):

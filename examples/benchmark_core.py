@@ -38,20 +38,24 @@ def _pool(kind, batch, rng):
     return xs, ys
 
 
+def build_model(nn, kind, sizes):
+    """The benchmark model from `nn` (disttrain.nn or torch.nn: the same names)."""
+    if kind == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(32 * 13 * 13, 128), nn.ReLU(), nn.Linear(128, 10))
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
 def make_disttrain(kind, sizes, xs, ys):
     import disttrain as dt
     import disttrain.nn as nn
     import disttrain.optim as optim
 
     dt.manual_seed(0)
-    if kind == "mlp":
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
-        model = nn.Sequential(*layers)
-    else:
-        model = nn.Sequential(nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                              nn.Linear(32 * 13 * 13, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = build_model(nn, kind, sizes)
     opt, loss_fn = optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss()
     xs, ys = [dt.tensor(x) for x in xs], [dt.tensor(y) for y in ys]
 
@@ -70,14 +74,7 @@ def make_torch(kind, sizes, xs, ys):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     nn = torch.nn
-    if kind == "mlp":
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
-        model = nn.Sequential(*layers)
-    else:
-        model = nn.Sequential(nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                              nn.Linear(32 * 13 * 13, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = build_model(nn, kind, sizes)
     opt, loss_fn = torch.optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss()
     xs, ys = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
 

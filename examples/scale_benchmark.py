@@ -50,6 +50,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # NOTE: before numpy loads its BLAS
 
 import numpy as np  # noqa: E402
+from bench_utils import cpu_busy  # noqa: E402
 
 POOL = 16
 CONFIGS = {  # name -> (layer sizes, per-rank batch)
@@ -257,20 +258,6 @@ def _launch(args, k, worker):
     return out
 
 
-def cpu_busy(seconds: float = 0.3) -> float | None:
-    """Share of this machine's CPU time that was busy over `seconds` (Linux /proc/stat):
-    other jobs running beside the benchmark make its figures worthless."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def _torch_available() -> bool:

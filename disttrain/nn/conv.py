@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from disttrain import functional as F
-from disttrain.nn.layers import _empty, _reset_fan_in
+from disttrain.nn.layers import _empty, _init_weight_and_bias
 from disttrain.nn.module import Module
 from disttrain.tensor import Tensor
 
@@ -43,14 +43,8 @@ class Conv2d(Module):
         self.kernel_size = F._pair(kernel_size, "Conv2d: kernel_size")
         self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
         self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding")
-        self.weight = _empty((out_channels, in_channels // groups, *self.kernel_size), dtype)
-        if bias:
-            self.bias = _empty((out_channels,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        _reset_fan_in(self.weight, self.bias, generator)
-        if device is not None:
-            self.to(device)
+        weight = _empty((out_channels, in_channels // groups, *self.kernel_size), dtype)
+        _init_weight_and_bias(self, weight, bias, dtype, device, generator)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,

@@ -18,6 +18,20 @@ def _empty(shape, dtype=None) -> Parameter:
     return Parameter(numpy.zeros(shape, dtype=numpy.dtype(dtype or "float32")))
 
 
+def _init_weight_and_bias(module: Module, weight: Parameter, bias: bool, dtype, device,
+                          generator) -> None:
+    """Registers `weight` and a bias (or None) on `module` with torch's default initialisation
+    for Linear and Conv layers, then moves them to `device`."""
+    module.weight = weight
+    if bias:
+        module.bias = _empty((weight.shape[0],), dtype)
+    else:
+        module.register_parameter("bias", None)
+    _reset_fan_in(module.weight, module.bias, generator)
+    if device is not None:
+        module.to(device)
+
+
 def _reset_fan_in(weight: Parameter, bias: Parameter | None, generator) -> None:
     """torch's Linear/Conv default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
     init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
@@ -57,14 +71,8 @@ class Linear(Module):
         # matrix: then x @ W.T and the weight gradient are plain BLAS NN/TN products, ~25%
         # faster than the NT product for the (batch x in) @ (in x out) shapes of an MLP.
         # Shape, names and state_dict (row-major copies) stay torch's.
-        self.weight = Parameter(_empty((in_features, out_features), dtype).array.T)
-        if bias:
-            self.bias = _empty((out_features,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        _reset_fan_in(self.weight, self.bias, generator)
-        if device is not None:
-            self.to(device)
+        weight = Parameter(_empty((in_features, out_features), dtype).array.T)
+        _init_weight_and_bias(self, weight, bias, dtype, device, generator)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)

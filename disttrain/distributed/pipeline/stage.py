@@ -103,13 +103,8 @@ class Pipeline:
     def named_parameters(self):
         return self.module.named_parameters()
 
-    @property
-    def is_first_stage(self) -> bool:
-        return self.stage_index == 0
-
-    @property
-    def is_last_stage(self) -> bool:
-        return self.stage_index == self.num_stages - 1
+    is_first_stage = property(lambda self: self.grid.is_first_stage)
+    is_last_stage = property(lambda self: self.grid.is_last_stage)
 
     def train(self, mode: bool = True) -> Pipeline:
         self._full.train(mode)
