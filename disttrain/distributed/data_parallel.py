@@ -19,6 +19,7 @@ from disttrain.distributed.buckets import (
     assign_buckets,
 )
 from disttrain.distributed.comm import Communicator, init
+from disttrain.distributed.watchdog import heartbeat
 from disttrain.nn import Module
 from disttrain.tensor import Tensor, no_grad, queue_callback
 
@@ -195,6 +196,7 @@ class DataParallel(Module):
 
     # ---------------------------------------------------------------- training
     def forward(self, *args, **kwargs):
+        heartbeat("forward")
         if self.broadcast_buffers and self.comm.size > 1 and self._has_buffers:
             self._broadcast_state(parameters=False)
         return self.module(*args, **kwargs)
@@ -213,6 +215,7 @@ class DataParallel(Module):
         if not self._sync_enabled:
             return
         if not self._in_backward:
+            heartbeat("backward")
             self._start_step()
             queue_callback(self._finish_step)
         self._stage(param)
@@ -283,6 +286,7 @@ class DataParallel(Module):
             elif self.overlap and not at_end:
                 return
             else:
+                heartbeat("all-reduce")
                 start = time.perf_counter()
                 self._comm_thread.wait()
                 reduce_start = time.perf_counter()

@@ -13,6 +13,7 @@ from disttrain.distributed.comm import Communicator
 from disttrain.distributed.grid import ProcessGrid
 from disttrain.distributed.pipeline.partition import partition
 from disttrain.distributed.pipeline.schedule import make_schedule
+from disttrain.distributed.watchdog import heartbeat
 from disttrain.nn import Sequential
 from disttrain.tensor import Tensor, no_grad
 
@@ -20,6 +21,8 @@ _DTYPES = ["float32", "float64", "float16", "int64", "int32", "uint8", "bool"]
 _HEADER_LEN = 12  # magic, microbatch, direction, dtype code, ndim, up to 7 dims
 _MAGIC = 0x5049_5045  # "PIPE"
 _FORWARD, _BACKWARD = 0, 1
+_PHASES = {"F": "forward", "B": "backward", "SEND_F": "send", "SEND_B": "send",
+           "RECV_F": "recv", "RECV_B": "recv"}
 
 
 def _tag(microbatch: int, direction: int, payload: bool) -> int:
@@ -99,6 +102,13 @@ class Pipeline:
 
     def parameters(self):
         return self.module.parameters()
+
+    def state_dict(self) -> dict:
+        """This stage's parameters and buffers (names as in its stage module)."""
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        return self.module.load_state_dict(state_dict, strict)
 
     def named_parameters(self):
         return self.module.named_parameters()
@@ -214,6 +224,7 @@ class _StepState:
 
     def execute(self, action) -> None:
         pipe, m, kind = self.pipe, action.microbatch, action.kind
+        heartbeat(_PHASES[kind])
         start = time.perf_counter()
         if kind == "RECV_F":
             array = pipe.recv(pipe.stage_index - 1, m, _FORWARD, like=self.xs[m])

@@ -1,0 +1,73 @@
+"""Killing a job's whole process tree: mpirun runs in its own session (start_new_session), and
+Open MPI puts each rank in its own process group but leaves it in mpirun's session, so the
+session id (plus the parent links, for anything that called setsid) finds every process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, session id) of `pid` from /proc, None when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if fields[0] in ("Z", "X"):
+            return None  # NOTE: a zombie is dead already; its parent or init reaps it
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def job_processes(root: int) -> set[int]:
+    """Every live process in `root`'s session or below it (Linux /proc; {root} elsewhere)."""
+    if not os.path.isdir("/proc"):
+        return {root}
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(int(name))
+            if st is not None:
+                table[int(name)] = st
+    found = {pid for pid, (_, sid) in table.items() if sid == root}
+    found.add(root)
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _) in table.items() if ppid in found} - found
+        found |= children
+        grew = bool(children)
+    return found & (set(table) | {root})
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_session(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM to mpirun and all its processes, SIGKILL to whatever remains after `grace` s;
+    returns when mpirun is reaped and no process of the job is left."""
+    pids = job_processes(proc.pid)
+    if proc.poll() is None or len(pids) > 1:
+        _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()
+        pids = job_processes(proc.pid) - ({proc.pid} if proc.returncode is not None else set())
+        if not pids:
+            break
+        time.sleep(0.05)
+    else:
+        while True:
+            pids = job_processes(proc.pid) - ({proc.pid} if proc.poll() is not None else set())
+            if not pids:
+                break
+            _signal_all(pids, signal.SIGKILL)
+            time.sleep(0.05)
+    proc.wait()

@@ -1,0 +1,86 @@
+"""disttrain-launch's pure parts: MPI detection, the mpirun argv for Open MPI and MPICH, and
+the variables exported to the ranks (no MPI needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from disttrain.launch import commands
+from disttrain.launch.commands import Job, build_command, detect_mpi
+
+
+def job(**kw):
+    base = dict(nprocs=2, script="train.py", script_args=["--epochs", "3"], log_dir="/l",
+                env={"A": "1", "OMP_NUM_THREADS": "2"}, python="/py")
+    base.update(kw)
+    return Job(**base)
+
+
+@pytest.mark.parametrize("text, flavour", [
+    ("mpirun (Open MPI) 5.0.11\n\nReport bugs to https://www.open-mpi.org/", "openmpi"),
+    ("mpirun (Open MPI) 4.1.2", "openmpi"),
+    ("HYDRA build details:\n    Version: 4.1.2\n", "mpich"),
+    ("Intel(R) MPI Library for Linux* OS, Version 2021.10", "mpich"),
+])
+def test_detect_mpi(text, flavour):
+    assert detect_mpi(text) == flavour
+
+
+def test_detect_mpi_unknown_names_the_output():
+    with pytest.raises(ValueError, match="something else"):
+        detect_mpi("something else 1.0")
+
+
+def test_openmpi_argv_as_root_without_hostfile_oversubscribes():
+    argv, notes = build_command("openmpi", "mpirun", job(nprocs=4), is_root=True, cores=2)
+    assert argv[:3] == ["mpirun", "-n", "4"]
+    assert "--allow-run-as-root" in argv and "--oversubscribe" in argv
+    assert any("root" in n for n in notes) and any("oversubscribe" in n for n in notes)
+    assert argv[argv.index("-x") + 1] == "A=1"
+    assert "OMP_NUM_THREADS=2" in argv
+    tail = argv[argv.index(commands.RANK_WRAPPER) - 1:]
+    assert tail == ["/py", commands.RANK_WRAPPER, "/l", "/py", "-m", "mpi4py", "train.py",
+                    "--epochs", "3"]
+
+
+def test_openmpi_argv_not_root_with_hostfile_and_passthrough():
+    argv, notes = build_command("openmpi", "mpirun", job(nprocs=8, hostfile="hosts",
+                                                         extra=["--bind-to", "none"]),
+                                is_root=False, cores=2)
+    assert argv[3:5] == ["--hostfile", "hosts"]
+    assert "--allow-run-as-root" not in argv and "--oversubscribe" not in argv and not notes
+    assert argv.index("--bind-to") < argv.index(commands.RANK_WRAPPER)
+
+
+def test_mpich_argv():
+    argv, notes = build_command("mpich", "mpiexec", job(hostfile="hosts"), is_root=True,
+                                cores=1)
+    assert argv[:5] == ["mpiexec", "-np", "2", "-f", "hosts"]
+    assert "--allow-run-as-root" not in argv and "--oversubscribe" not in argv and not notes
+    i = argv.index("-genv")
+    assert argv[i:i + 3] == ["-genv", "A", "1"]
+
+
+def test_job_env_defaults_threads_and_exports_dirs():
+    env = commands.job_env({}, nprocs=2, cores=8, heartbeat_dir="/h", checkpoint_dir="/c",
+                           attempt=1, log_dir="/l")
+    assert env["OMP_NUM_THREADS"] == "4" and env["DISTTRAIN_CHECKPOINT_DIR"] == "/c"
+    assert env["DISTTRAIN_HEARTBEAT_DIR"] == "/h" and env["DISTTRAIN_RESTART_COUNT"] == "1"
+    env = commands.job_env({"OMP_NUM_THREADS": "3"}, 16, 8, "/h", None, 0, "/l")
+    assert env["OMP_NUM_THREADS"] == "3" and "DISTTRAIN_CHECKPOINT_DIR" not in env
+    assert commands.default_threads(2, 16) == 1
+
+
+def test_passthrough_is_shell_split():
+    assert commands.split_passthrough(["--mca btl tcp,self", "-x 'A=b c'"]) == [
+        "--mca", "btl", "tcp,self", "-x", "A=b c"]
+
+
+def test_parse_args_keeps_script_args():
+    from disttrain.launch.__main__ import parse_args
+
+    a = parse_args(["-n", "2", "--max-restarts", "2", "--mpirun-args", "--bind-to none",
+                    "s.py", "--lr", "0.1", "-n", "5"])
+    assert (a.nprocs, a.max_restarts, a.script) == (2, 2, "s.py")
+    assert a.script_args == ["--lr", "0.1", "-n", "5"]
+    assert a.mpirun_args == ["--bind-to none"]

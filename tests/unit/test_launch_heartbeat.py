@@ -1,0 +1,66 @@
+"""disttrain.distributed.watchdog.heartbeat: in-memory on the hot path, an atomic per-rank
+JSON file from a background thread when DISTTRAIN_HEARTBEAT_DIR is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from disttrain.distributed import watchdog
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    watchdog._reset()
+    yield
+    watchdog._reset()
+
+
+def _wait_for(path, predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            record = json.loads(path.read_text())
+            if predicate(record):
+                return record
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never satisfied the condition")
+
+
+def test_writes_rank_file_with_last_beat_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTTRAIN_HEARTBEAT_DIR", str(tmp_path))
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    before = time.time()
+    watchdog.heartbeat("forward", 7)
+    path = tmp_path / "rank-00003.json"
+    record = _wait_for(path, lambda r: r["step"] == 7)
+    assert set(record) == {"rank", "host", "pid", "phase", "step", "beat_time"}
+    assert (record["rank"], record["pid"], record["phase"]) == (3, os.getpid(), "forward")
+    assert before <= record["beat_time"] <= time.time()
+    first = record["beat_time"]
+    time.sleep(0.7)  # the writer rewrites, but beat_time stays the time of the call
+    assert json.loads(path.read_text())["beat_time"] == first
+    watchdog.heartbeat("all-reduce", 8)
+    record = _wait_for(path, lambda r: r["step"] == 8)
+    assert record["phase"] == "all-reduce" and record["beat_time"] > first
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_noop_without_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISTTRAIN_HEARTBEAT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    watchdog.heartbeat("forward", 1)
+    assert watchdog._State.writer is None and not os.listdir(tmp_path)
+
+
+def test_hot_path_is_cheap(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTTRAIN_HEARTBEAT_DIR", str(tmp_path))
+    watchdog.heartbeat("warmup")
+    start = time.perf_counter()
+    for i in range(10000):
+        watchdog.heartbeat("forward", i)
+    assert (time.perf_counter() - start) / 10000 < 20e-6  # no I/O in the call
