@@ -117,9 +117,8 @@ def _adam_steps(model, optimizer, batches):
 
 
 def test_optimizer_state_dict_round_trip(tmp_path):
-    optim = pytest.importorskip("disttrain.optim")
-    if not hasattr(optim, "Adam"):
-        pytest.skip("disttrain.optim.Adam is not implemented yet")
+    import disttrain.optim as optim
+
     dt.manual_seed(0)
     batches = [(dt.randn(4, 3), dt.randn(4, 2)) for _ in range(6)]
     model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
