@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -98,6 +99,9 @@ def main(argv=None):
     ap.add_argument("--save", help="write the trained weights here (safetensors)")
     ap.add_argument("--json", help="write per-epoch metrics here")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    ap.add_argument("--checkpoint-dir", default=os.environ.get("DISTTRAIN_CHECKPOINT_DIR"),
+                    help="save every epoch here and resume from it (default: "
+                         "$DISTTRAIN_CHECKPOINT_DIR, set by disttrain-launch --checkpoint-dir)")
     args = ap.parse_args(argv)
 
     dt.manual_seed(args.seed)
@@ -124,8 +128,14 @@ def main(argv=None):
     loss_fn = nn.CrossEntropyLoss()
     say(f"{name}: {len(train_set)} train / {len(val_set)} validation images, {size} rank(s)")
 
-    history = []
-    for epoch in range(1, args.epochs + 1):
+    history, first_epoch, ckpt = [], 1, None
+    if args.checkpoint_dir:  # crash-safe: resume after the last finished epoch
+        ckpt = dist.CheckpointManager(args.checkpoint_dir, comm or dist.init())
+        stateful = dict(model=model, optimizer=optimizer, loader=train_loader)
+        first_epoch = ckpt.restore(**stateful) + 1
+        if first_epoch > 1:
+            say(f"resumed from {args.checkpoint_dir} after epoch {first_epoch - 1}")
+    for epoch in range(first_epoch, args.epochs + 1):
         t0 = time.perf_counter()
         if comm:
             sampler.set_epoch(epoch)
@@ -138,7 +148,10 @@ def main(argv=None):
         history.append({"epoch": epoch, "loss": loss, "val_accuracy": accuracy, "s": seconds})
         say(f"epoch {epoch:3d}  loss {loss:.4f}  val accuracy {accuracy:.4f}  "
             f"({seconds:.1f} s)", flush=True)
-    say(f"final validation accuracy: {history[-1]['val_accuracy']:.4f}")
+        if ckpt is not None:
+            ckpt.save(epoch, **stateful)
+    if history:
+        say(f"final validation accuracy: {history[-1]['val_accuracy']:.4f}")
     model = model.module if comm else model
     if args.save and rank == 0:
         dt.save(model.state_dict(), args.save)
