@@ -11,8 +11,8 @@ import math
 import numpy
 
 from disttrain import backend
+from disttrain.autograd import Function
 from disttrain.backend import get_array_module
-from disttrain.tensor import Function
 
 
 # ---------------------------------------------------------------- element-wise
