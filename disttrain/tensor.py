@@ -1,5 +1,5 @@
-"""Tensor: the array that records operations, its factories of data, and the graph-building
-free functions (matmul, where, cat, stack). Imports backend, autograd and ops only."""
+"""Tensor, the array that records the operations applied to it, and the free functions that
+build graphs (tensor, matmul, where, cat, stack). Imports backend, autograd and ops only."""
 
 from __future__ import annotations
 
