@@ -234,6 +234,8 @@ def _chunks(param, *arrays) -> list[tuple]:
     entries in `arrays` (absent state) stay None. `scratch` is a fresh array to write into.
     """
     size, step = param.size, max(1, _CHUNK_BYTES // param.itemsize)
+    if size < 2 * step:  # NOTE: the common small-tensor case, before any flag checks
+        return [(param, *arrays, get_array_module(param).empty_like(param))]
     present = [a for a in (param, *arrays) if a is not None]
     # NOTE: any one memory order shared by all operands will do (nn.Linear weights are
     # column-major); ravel("K") then flattens each of them without a copy, in the same order.
