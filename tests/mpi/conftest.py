@@ -13,6 +13,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import sys
+import tempfile
 import threading
 
 import pytest
@@ -24,8 +25,15 @@ import disttrain.distributed as dist
 TEST_TIMEOUT_S = 120
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.addinivalue_line("markers", "mpi(min_size=1): needs at least min_size ranks")
+    # NOTE: one temp root per rank; ranks sharing pytest's default root race in its cleanup of
+    # old directories (seen: a rank failing at exit on a vanished directory)
+    if not config.option.basetemp:
+        rank = os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("PMI_RANK") or "0"
+        config.option.basetemp = os.path.join(tempfile.gettempdir(),
+                                              f"disttrain-mpi-tests-rank{rank}")
 
 
 @pytest.fixture(scope="session")
