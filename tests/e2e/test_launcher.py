@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-from test_mpi_suite import find_mpirun, skip_reason
 
 RAISE = '''
 import numpy
@@ -60,10 +59,8 @@ time.sleep(10**6)
 
 
 @pytest.fixture(autouse=True)
-def _needs_mpi():
-    reason = skip_reason() or (None if find_mpirun() else "no mpirun")
-    if reason is not None:
-        pytest.skip(reason)
+def _needs_mpi(mpirun):
+    """Every test here starts MPI jobs (the `mpirun` fixture skips where MPI is missing)."""
 
 
 def job_pids(marker: str) -> list[int]:

@@ -3,12 +3,7 @@ the stage, the micro-batch, the expected and the received shape — never a hang
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-
-import pytest
-from test_mpi_suite import find_mpirun, kill_group, mpirun_prefix, skip_reason
 
 SCRIPT = '''
 import disttrain as dt, disttrain.nn as nn
@@ -26,22 +21,12 @@ print("step finished", flush=True)
 '''
 
 
-def test_shape_mismatch_between_stages_names_stage_and_shapes(tmp_path):
-    reason = skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
+def test_shape_mismatch_between_stages_names_stage_and_shapes(tmp_path, run_mpi_job):
     script = tmp_path / "mismatch.py"
     script.write_text(SCRIPT)
-    command = mpirun_prefix(find_mpirun(), 2) + [sys.executable, str(script)]
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the job hung (killed after 60 s); output:\n{kill_group(proc)}")
-    assert time.perf_counter() - start < 20, output
-    assert proc.returncode != 0, output
+    returncode, output, elapsed = run_mpi_job(2, [sys.executable, str(script)], tmp_path)
+    assert elapsed < 20, output
+    assert returncode != 0, output
     assert ("Pipeline stage 1, micro-batch 0: expected an activation with batch size 5 from "
             "stage 0, received shape (6, 8)") in output, output
     assert "[disttrain] rank 1 (host " in output, output

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from test_mpi_suite import find_mpirun, mpirun_prefix, skip_reason
+from test_mpi_suite import mpirun_prefix
 
 TRAIN = '''
 import os, signal, sys
@@ -66,21 +66,14 @@ if comm.rank == 0:
 '''
 
 
-def _launch_available():
-    reason = skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
-
-
-def test_sigkilled_rank_resumes_bit_identical(tmp_path):
-    _launch_available()
+def test_sigkilled_rank_resumes_bit_identical(tmp_path, mpirun):
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
     steps = 14
     rng = random.Random()
     kill_rank, kill_step = rng.randrange(2), rng.randrange(2, steps)
     plain = tmp_path / "uninterrupted.safetensors"
-    subprocess.run(mpirun_prefix(find_mpirun(), 2) + [sys.executable, str(script), str(steps),
+    subprocess.run(mpirun_prefix(mpirun, 2) + [sys.executable, str(script), str(steps),
                    "-1", "-1", str(plain)], cwd=tmp_path, check=True, timeout=120,
                    capture_output=True)
     resumed = tmp_path / "resumed.safetensors"
@@ -130,8 +123,7 @@ def _verify_latest(folder: Path) -> int | None:
     return manifest["step"]
 
 
-def test_kills_during_save_never_break_latest(tmp_path):
-    _launch_available()
+def test_kills_during_save_never_break_latest(tmp_path, mpirun):
     script = tmp_path / "save_loop.py"
     script.write_text(SAVE_LOOP)
     folder = tmp_path / "ckpt"
@@ -150,8 +142,7 @@ def test_kills_during_save_never_break_latest(tmp_path):
     assert steps == sorted(steps)  # every restart resumed from the previous one
 
 
-def test_planted_pickle_is_never_executed(tmp_path):
-    _launch_available()
+def test_planted_pickle_is_never_executed(tmp_path, mpirun):
     import disttrain.distributed as dist
     import disttrain.nn as nn
 
