@@ -22,16 +22,13 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 import disttrain as dt
 import disttrain.distributed as dist
 import disttrain.nn as nn
 import disttrain.optim as optim
 from disttrain.data import DataLoader, DistributedSampler, datasets
-
-try:
-    from tqdm import tqdm
-except ImportError:  # tqdm is a dependency; keep the example usable without it anyway
-    tqdm = None
 
 
 class SimpleCNN(nn.Module):
@@ -73,7 +70,7 @@ def evaluate(model, loader, comm=None) -> float:
 
 def train_epoch(model, loader, optimizer, loss_fn, epoch, show_progress) -> float:
     batches = loader
-    if show_progress and tqdm is not None:
+    if show_progress:
         batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
     total, count = 0.0, 0
     for x, y in batches:
@@ -82,7 +79,7 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch, show_progress) -> floa
         loss.backward()
         optimizer.step()
         total, count = total + loss.item() * len(y), count + len(y)
-        if show_progress and tqdm is not None:
+        if show_progress:
             batches.set_postfix(loss=f"{loss.item():.4f}")
     return total / max(count, 1)
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy
@@ -130,7 +131,7 @@ class Pipeline:
         xs, targets = self._split(x), self._split(target)
         total = sum(len(t) for t in targets)
         run = _StepState(self, xs, targets, total, loss_fn)
-        context = self._dp.no_sync() if self._dp is not None else _nullcontext()
+        context = self._dp.no_sync() if self._dp is not None else contextlib.nullcontext()
         with context:
             for action in self.actions:
                 run.execute(action)
@@ -153,8 +154,9 @@ class Pipeline:
         """Times each layer's forward + backward on one micro-batch (rank 0's timings, so
         every rank cuts at the same places), then partitions by time."""
         costs = []
-        h = self._split(x)[0].detach().requires_grad_() if x.dtype.kind == "f" else \
-            self._split(x)[0]
+        h = self._split(x)[0].detach()
+        if h.dtype.kind == "f":
+            h.requires_grad_()
         for layer in self._full:
             start = time.perf_counter()
             for _ in range(3):
@@ -201,14 +203,6 @@ class Pipeline:
                              f"expected a {what} of shape {tuple(expected_shape)} from stage "
                              f"{source_stage}, received shape {shape} ({dtype})")
         return array
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _StepState:
