@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from disttrain.data.sampler import _generator
+from disttrain.data.sampler import resolve_generator
 from disttrain.tensor import Tensor
 
 
@@ -189,6 +189,6 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
     if sum(lengths) != n:
         raise ValueError(f"random_split: sum of lengths {list(lengths)} is {sum(lengths)}, which "
                          f"does not equal the length of the dataset ({n})")
-    perm = _generator("random_split", generator).permutation(n).tolist()
+    perm = resolve_generator("random_split", generator).permutation(n).tolist()
     offsets = np.cumsum([0, *lengths]).tolist()
     return [Subset(dataset, perm[lo:hi]) for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)]

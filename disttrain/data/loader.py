@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from disttrain.backend import get_array_module
+from disttrain.checks import check_int
 from disttrain.data.dataset import Dataset, Subset
 from disttrain.data.sampler import (
     BatchSampler,
     RandomSampler,
     Sampler,
     SequentialSampler,
-    _check_int,
-    _generator,
+    resolve_generator,
 )
 from disttrain.tensor import Tensor
 
@@ -129,13 +129,13 @@ class DataLoader:
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
         if generator is not None:
-            _generator("DataLoader", generator)  # type check
+            resolve_generator("DataLoader", generator)  # type check
         self.dataset, self.drop_last = dataset, drop_last
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         if seed is not None:
-            self._seed = _check_int("DataLoader", "seed", seed, 0)
+            self._seed = check_int("DataLoader", "seed", seed, 0)
         elif shuffle:  # NOTE: draw only when needed, so an eval loader leaves RNG streams alone
-            self._seed = int(_generator("DataLoader", generator).integers(2**63))
+            self._seed = int(resolve_generator("DataLoader", generator).integers(2**63))
         else:
             self._seed = 0
         self._shuffle = shuffle
@@ -204,8 +204,8 @@ class DataLoader:
         Args:
             state_dict: what `state_dict()` returned.
         """
-        epoch = _check_int("DataLoader.load_state_dict", "epoch", state_dict["epoch"], 0)
-        skip = _check_int("DataLoader.load_state_dict", "batches_yielded",
+        epoch = check_int("DataLoader.load_state_dict", "epoch", state_dict["epoch"], 0)
+        skip = check_int("DataLoader.load_state_dict", "batches_yielded",
                           state_dict["batches_yielded"], 0)
         self._next_epoch, self._resume_batches, self._in_epoch = epoch, skip, False
         self._seed = int(state_dict["seed"])

@@ -1,21 +1,22 @@
 """Index samplers: Sequential, Random, SubsetRandom, Batch and Distributed.
 
-Imports numpy and disttrain.random only. DistributedSampler takes `num_replicas` and `rank` as
-ints; it never imports MPI (pass `dist.get_world_size()` / `dist.get_rank()`).
+Imports numpy, disttrain.random and disttrain.checks only. DistributedSampler takes
+`num_replicas` and `rank` as ints; it never imports MPI (pass `dist.get_world_size()` /
+`dist.get_rank()`).
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterator, Sequence, Sized
 
 import numpy as np
 
+from disttrain.checks import check_int
 from disttrain.random import default_generator
 
 
-def _generator(owner: str, generator: np.random.Generator | None) -> np.random.Generator:
+def resolve_generator(owner: str, generator: np.random.Generator | None) -> np.random.Generator:
     """`generator`, or when None a fresh one seeded from disttrain's default generator."""
     # NOTE: a child seeded from the default (as torch's RandomSampler does), so dt.manual_seed
     # makes unseeded shuffles reproducible.
@@ -25,19 +26,6 @@ def _generator(owner: str, generator: np.random.Generator | None) -> np.random.G
         raise TypeError(f"{owner}: generator should be a numpy.random.Generator (e.g. "
                         f"numpy.random.default_rng(0)), got {type(generator).__name__}")
     return generator
-
-
-def _check_int(owner: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{owner}: {name} should be an int, got bool {value}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name} should be an int, got "
-                        f"{type(value).__name__} {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} should be >= {minimum}, got {name}={value}")
-    return value
 
 
 class Sampler:
@@ -96,7 +84,7 @@ class RandomSampler(Sampler):
         if not isinstance(replacement, bool):
             raise TypeError(f"RandomSampler: replacement should be a bool, got {replacement!r}")
         if num_samples is not None:
-            _check_int("RandomSampler", "num_samples", num_samples, 1)
+            check_int("RandomSampler", "num_samples", num_samples, 1)
         self.data_source, self.replacement = data_source, replacement
         self._num_samples, self.generator = num_samples, generator
 
@@ -105,7 +93,7 @@ class RandomSampler(Sampler):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self) -> Iterator[int]:
-        rng = _generator("RandomSampler", self.generator)
+        rng = resolve_generator("RandomSampler", self.generator)
         n = len(self.data_source)
         if self.replacement:
             return iter(rng.integers(n, size=self.num_samples).tolist())
@@ -135,7 +123,7 @@ class SubsetRandomSampler(Sampler):
         self.indices, self.generator = indices, generator
 
     def __iter__(self) -> Iterator[int]:
-        rng = _generator("SubsetRandomSampler", self.generator)
+        rng = resolve_generator("SubsetRandomSampler", self.generator)
         return iter(np.asarray(self.indices)[rng.permutation(len(self.indices))].tolist())
 
     def __len__(self) -> int:
@@ -209,14 +197,14 @@ class DistributedSampler(Sampler):
                 f"DistributedSampler: num_replicas and rank are required (got "
                 f"num_replicas={num_replicas}, rank={rank}); disttrain.data does not import MPI, "
                 "so pass them, e.g. num_replicas=dist.get_world_size(), rank=dist.get_rank()")
-        num_replicas = _check_int("DistributedSampler", "num_replicas", num_replicas, 1)
-        rank = _check_int("DistributedSampler", "rank", rank, 0)
+        num_replicas = check_int("DistributedSampler", "num_replicas", num_replicas, 1)
+        rank = check_int("DistributedSampler", "rank", rank, 0)
         if rank >= num_replicas:
             raise ValueError(f"DistributedSampler: invalid rank {rank}, rank should be in the "
                              f"interval [0, {num_replicas - 1}] for num_replicas={num_replicas}")
         self.dataset, self.num_replicas, self.rank = dataset, num_replicas, rank
         self.shuffle, self.drop_last = shuffle, drop_last
-        self.seed = _check_int("DistributedSampler", "seed", seed, 0)
+        self.seed = check_int("DistributedSampler", "seed", seed, 0)
         self.epoch = 0
         n = len(dataset)
         if drop_last and n % num_replicas != 0:
@@ -246,7 +234,7 @@ class DistributedSampler(Sampler):
         Args:
             epoch: the epoch number.
         """
-        self.epoch = _check_int("DistributedSampler.set_epoch", "epoch", epoch, 0)
+        self.epoch = check_int("DistributedSampler.set_epoch", "epoch", epoch, 0)
 
     def state_dict(self) -> dict:
         """{"epoch": int, "seed": int}, for checkpoints."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
+from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -73,13 +73,13 @@ class Adam(Optimizer):
             decay_factor, weight_decay = 1 - lr * weight_decay, 0
         step_size = lr / (1 - beta1**step)
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        chunks = _chunks(param, grad, state["exp_avg"], state["exp_avg_sq"],
+        chunks = chunk_arrays(param, grad, state["exp_avg"], state["exp_avg_sq"],
                          state.get("max_exp_avg_sq"))
         for p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch in chunks:
             if decay_factor != 1.0:
                 p *= decay_factor
-            g = _grad_with_decay(p, g, weight_decay, maximize)
-            _lerp_(exp_avg, g, 1 - beta1, scratch)
+            g = grad_with_decay(p, g, weight_decay, maximize)
+            lerp_(exp_avg, g, 1 - beta1, scratch)
             exp_avg_sq *= beta2
             xp.multiply(g, 1 - beta2, out=scratch)
             scratch *= g
@@ -94,7 +94,7 @@ class Adam(Optimizer):
             p -= update
 
 
-def _lerp_(start, end, weight: float, scratch) -> None:
+def lerp_(start, end, weight: float, scratch) -> None:
     """start = start + weight * (end - start) in place, rounded as torch.lerp_ on the CPU."""
     xp = get_array_module(start)
     xp.subtract(end, start, out=scratch)

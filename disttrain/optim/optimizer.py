@@ -225,7 +225,7 @@ def _to_param(param: Tensor, name: str, value):
 _CHUNK_BYTES = 1 << 18
 
 
-def _chunks(param, *arrays) -> list[tuple]:
+def chunk_arrays(param, *arrays) -> list[tuple]:
     """(param, *arrays, scratch) split into matching cache-sized flat pieces, for an update.
 
     NOTE: an update is ~10 elementwise passes over param-sized arrays; running them chunk by
@@ -251,7 +251,7 @@ def _chunks(param, *arrays) -> list[tuple]:
     ]
 
 
-def _grad_with_decay(param, grad, weight_decay: float, maximize: bool):
+def grad_with_decay(param, grad, weight_decay: float, maximize: bool):
     """(-)grad + weight_decay * param, as a new array when it differs from `grad`.
 
     NOTE: `grad` is never written to: gradients may be shared or viewed elsewhere (buckets).

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.adam import _lerp_
-from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
+from disttrain.optim.adam import lerp_
+from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -69,16 +69,16 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = xp.zeros_like(param)
         state["step"] += 1
-        chunks = _chunks(param, grad, state["square_avg"], state.get("grad_avg"),
+        chunks = chunk_arrays(param, grad, state["square_avg"], state.get("grad_avg"),
                          state.get("momentum_buffer") if momentum > 0 else None)
         for p, g, square_avg, grad_avg, buf, scratch in chunks:
-            g = _grad_with_decay(p, g, weight_decay, maximize)
+            g = grad_with_decay(p, g, weight_decay, maximize)
             square_avg *= alpha
             xp.multiply(g, 1 - alpha, out=scratch)
             scratch *= g
             square_avg += scratch
             if grad_avg is not None:
-                _lerp_(grad_avg, g, 1 - alpha, scratch)
+                lerp_(grad_avg, g, 1 - alpha, scratch)
                 xp.multiply(grad_avg, grad_avg, out=scratch)
                 avg = xp.subtract(square_avg, scratch, out=scratch)
                 xp.sqrt(avg, out=avg)

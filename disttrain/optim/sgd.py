@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, _chunks, _grad_with_decay
+from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
 from disttrain.tensor import Tensor
 
 
@@ -59,8 +59,8 @@ class SGD(Optimizer):
         is_first = momentum != 0 and buf is None
         if is_first:
             buf = state["momentum_buffer"] = xp.empty_like(param)
-        for p, g, b, scratch in _chunks(param, grad, buf):
-            d = _grad_with_decay(p, g, weight_decay, maximize)
+        for p, g, b, scratch in chunk_arrays(param, grad, buf):
+            d = grad_with_decay(p, g, weight_decay, maximize)
             if momentum != 0:
                 if is_first:
                     xp.copyto(b, d)

@@ -206,11 +206,11 @@ def test_distributed_sampler_errors():
     with pytest.raises(ValueError, match=r"invalid rank 2, rank should be in the interval "
                                          r"\[0, 1\] for num_replicas=2"):
         DistributedSampler(range(4), num_replicas=2, rank=2)
-    with pytest.raises(ValueError, match="rank should be >= 0, got rank=-1"):
+    with pytest.raises(ValueError, match="DistributedSampler: rank must be >= 0, got -1"):
         DistributedSampler(range(4), num_replicas=2, rank=-1)
-    with pytest.raises(ValueError, match="num_replicas should be >= 1, got num_replicas=0"):
+    with pytest.raises(ValueError, match="DistributedSampler: num_replicas must be >= 1, got 0"):
         DistributedSampler(range(4), num_replicas=0, rank=0)
-    with pytest.raises(TypeError, match="rank should be an int, got float 1.0"):
+    with pytest.raises(TypeError, match="DistributedSampler: rank must be an int, got float 1.0"):
         DistributedSampler(range(4), num_replicas=2, rank=1.0)
 
 
