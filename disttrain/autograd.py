@@ -70,6 +70,9 @@ class Function:
 
     hooks: tuple | list = ()  # hooks registered on the (non-leaf) output tensor
     retained = None  # weakref to the output tensor when it called retain_grad()
+    # NOTE: everything a backward reads goes through save(): the engine frees it (None) after
+    # use unless retain_graph, so a second backward either works or raises a clear error
+    saved: tuple | None = ()
 
     def save(self, *values) -> None:
         self.saved = values

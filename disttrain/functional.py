@@ -29,7 +29,19 @@ def _check_float_pair(op: str, a: Tensor, b: Tensor, a_name: str, b_name: str) -
 
 
 # ---------------------------------------------------------------- activations
-def relu(input: Tensor) -> Tensor:
+# NOTE: `inplace` is accepted wherever torch takes it, so scripts port unchanged; the result
+# is always computed out of place (the input is left as it was), which autograd never rejects.
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(input, 0) element-wise, as torch.nn.functional.relu.
+
+    Args:
+        input: any float tensor.
+        inplace: accepted for torch compatibility; the result is a new tensor.
+
+    Example:
+        >>> F.relu(dt.tensor([-1.0, 2.0]), inplace=True).tolist()
+        [0.0, 2.0]
+    """
     return ops.ReLU.apply(input)
 
 
@@ -41,7 +53,8 @@ def tanh(input: Tensor) -> Tensor:
     return ops.Tanh.apply(input)
 
 
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """input where input > 0, else input * negative_slope (`inplace`: as relu)."""
     return ops.Where.apply(input, input * negative_slope, condition=input.array > 0)
 
 
@@ -70,7 +83,20 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
     return input.log_softmax(dim)
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator=None) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+            generator=None) -> Tensor:
+    """Zeroes each element with probability p in training, scaling the rest by 1 / (1 - p).
+
+    Args:
+        p: probability of an element being zeroed.
+        training: apply dropout only if True (identity otherwise).
+        inplace: accepted for torch compatibility; the result is a new tensor.
+        generator: numpy Generator for the mask (default: the one dt.manual_seed seeds).
+
+    Example:
+        >>> F.dropout(dt.ones(2, 3), p=0.5, training=False).tolist()
+        [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:

@@ -18,7 +18,6 @@ from disttrain.backend import get_array_module
 # ---------------------------------------------------------------- element-wise
 class Add(Function):
     def forward(self, a, b):
-        self.saved = ()
         return a + b
 
     def backward(self, grad):
@@ -27,7 +26,6 @@ class Add(Function):
 
 class Sub(Function):
     def forward(self, a, b):
-        self.saved = ()
         return a - b
 
     def backward(self, grad):
@@ -58,7 +56,6 @@ class Div(Function):
 
 class Neg(Function):
     def forward(self, x):
-        self.saved = ()
         return -x
 
     def backward(self, grad):
@@ -214,7 +211,6 @@ class ToDevice(Function):
 
 class Clone(Function):
     def forward(self, x):
-        self.saved = ()
         return x.copy()
 
     def backward(self, grad):
@@ -378,35 +374,44 @@ class LogSoftmax(Function):
         return grad - get_array_module(y).exp(y) * grad.sum(axis=axis, keepdims=True)
 
 
+def _nll_forward(logp, target, weight, ignore_index, reduction) -> tuple:
+    """(loss, what _nll_backward needs) for log-probabilities (N, C) and targets (N,)."""
+    xp = get_array_module(logp)
+    rows = xp.arange(logp.shape[0])
+    valid = target != ignore_index
+    if weight is None and bool(valid.all()):  # the common case: no weights, none ignored
+        w, total = None, logp.dtype.type(len(target))
+        losses = -logp[rows, target]
+    else:
+        target = xp.where(valid, target, 0)
+        w = (weight[target] if weight is not None else xp.ones(len(target), logp.dtype))
+        w = w * valid
+        losses, total = -logp[rows, target] * w, w.sum()
+    saved = (logp.shape, logp.dtype, rows, target, w, total, reduction)
+    if reduction == "none":
+        return losses, saved
+    out = losses.sum()
+    return (out / total if reduction == "mean" else out), saved
+
+
+def _nll_backward(grad, shape, dtype, rows, target, w, total, reduction):
+    out = get_array_module(grad).zeros(shape, dtype)
+    scale = grad / total if reduction == "mean" else grad
+    out[rows, target] = -scale if w is None else -w * scale
+    return out
+
+
 class NLLLoss(Function):
     # NOTE: a primitive so the backward is a scatter into one row per sample, not a one-hot.
     def forward(self, logp, target, weight, ignore_index, reduction):
-        xp = get_array_module(logp)
-        rows = xp.arange(logp.shape[0])
-        valid = target != ignore_index
-        if weight is None and bool(valid.all()):  # the common case: no weights, none ignored
-            w, total = None, logp.dtype.type(len(target))
-            losses = -logp[rows, target]
-        else:
-            target = xp.where(valid, target, 0)
-            w = (weight[target] if weight is not None else xp.ones(len(target), logp.dtype))
-            w = w * valid
-            losses, total = -logp[rows, target] * w, w.sum()
-        self.save(logp.shape, logp.dtype, rows, target, w, total, reduction)
-        if reduction == "none":
-            return losses
-        out = losses.sum()
-        return out / total if reduction == "mean" else out
-
-    def backward(self, grad):
-        shape, dtype, rows, target, w, total, reduction = self.saved
-        out = get_array_module(grad).zeros(shape, dtype)
-        scale = grad / total if reduction == "mean" else grad
-        out[rows, target] = -scale if w is None else -w * scale
+        out, self.saved = _nll_forward(logp, target, weight, ignore_index, reduction)
         return out
 
+    def backward(self, grad):
+        return _nll_backward(grad, *self.saved)
 
-class CrossEntropy(NLLLoss):
+
+class CrossEntropy(Function):
     # NOTE: log_softmax + nll fused into one node for the hot path of every classifier: the
     # backward is the NLL scatter pushed through log_softmax's Jacobian in one expression.
     def forward(self, logits, target, weight, ignore_index, reduction):
@@ -414,15 +419,16 @@ class CrossEntropy(NLLLoss):
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = xp.exp(shifted)
         sumexp = exp.sum(axis=1, keepdims=True)
-        out = super().forward(shifted - xp.log(sumexp), target, weight, ignore_index, reduction)
+        out, nll = _nll_forward(shifted - xp.log(sumexp), target, weight, ignore_index,
+                                reduction)
         exp /= sumexp
-        self.probs = exp
+        self.save(exp, nll)
         return out
 
     def backward(self, grad):
-        grad_logp = super().backward(grad)
-        grad_logp -= self.probs * grad_logp.sum(axis=1, keepdims=True)
-        self.probs = None
+        probs, nll = self.saved
+        grad_logp = _nll_backward(grad, *nll)  # a fresh array: safe to update in place
+        grad_logp -= probs * grad_logp.sum(axis=1, keepdims=True)
         return grad_logp
 
 

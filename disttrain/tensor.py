@@ -71,6 +71,7 @@ def _holds_numpy_float64(data) -> bool:
 
 
 _new_tensor = object.__new__
+_numpy_scalar = numpy.generic
 
 
 class Tensor:
@@ -100,6 +101,10 @@ class Tensor:
 
     @staticmethod
     def _make(array, requires_grad: bool = False, ctx: Function | None = None) -> Tensor:
+        # NOTE: numpy turns 0-d results (full reductions, x[i, j], 0-d arithmetic) into numpy
+        # scalars, which are immutable and not ndarrays: every Tensor holds an array, as torch
+        if isinstance(array, _numpy_scalar):
+            array = numpy.asarray(array)
         t = _new_tensor(Tensor)
         t.array, t.grad, t._ctx, t._requires_grad = array, None, ctx, requires_grad
         t._hooks = t._post_hooks = ()
@@ -140,6 +145,8 @@ class Tensor:
     @data.setter
     def data(self, value) -> None:
         array = value.array if isinstance(value, Tensor) else value
+        if isinstance(array, _numpy_scalar):
+            array = numpy.asarray(array)
         if tuple(array.shape) != self.shape:
             raise ValueError(f"data: new shape {tuple(array.shape)} != tensor shape {self.shape}")
         self.array = array

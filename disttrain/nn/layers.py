@@ -110,13 +110,13 @@ class Dropout(Module):
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: probability has to be between 0 and 1, but got {p}")
-        self.p, self.generator = p, generator
+        self.p, self.inplace, self.generator = p, inplace, generator
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.dropout(input, self.p, self.training, self.generator)
+        return F.dropout(input, self.p, self.training, self.inplace, self.generator)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, inplace=False"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class _Activation(Module):
@@ -127,8 +127,23 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0) element-wise.
+
+    Args:
+        inplace: accepted for torch compatibility and shown in the repr; the result is a new
+            tensor (see functional.relu).
+
+    Example:
+        >>> nn.ReLU(inplace=True)(dt.tensor([-1.0, 2.0])).tolist()
+        [0.0, 2.0]
+    """
+
     def __init__(self, inplace: bool = False):
         super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(_Activation):
@@ -142,13 +157,13 @@ class Tanh(_Activation):
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.leaky_relu(input, self.negative_slope)
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class GELU(Module):
