@@ -3,13 +3,12 @@ adds the sub-communicators. Imports the comm layer (and so mpi4py) only inside P
 
 from __future__ import annotations
 
+from disttrain.checks import check_int
+
 
 def _check_grid(where: str, dp, pp) -> None:
-    for name, value in (("dp", dp), ("pp", pp)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{where}: {name} must be >= 1, got {value}")
+    check_int(where, "dp", dp, minimum=1)
+    check_int(where, "pp", pp, minimum=1)
 
 
 def grid_coords(rank: int, dp: int, pp: int) -> tuple[int, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from disttrain.checks import check_int
+
 COMPUTE_KINDS = ("F", "B")
 COMM_KINDS = ("SEND_F", "RECV_F", "SEND_B", "RECV_B")
 KINDS = COMPUTE_KINDS + COMM_KINDS
@@ -68,11 +70,8 @@ Schedule = list[list[Action]]
 
 # ---------------------------------------------------------------- builders
 def _check_sizes(where: str, num_stages, n_microbatches) -> None:
-    for name, value in (("num_stages", num_stages), ("n_microbatches", n_microbatches)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{where}: {name} must be >= 1, got {value}")
+    check_int(where, "num_stages", num_stages, minimum=1)
+    check_int(where, "n_microbatches", n_microbatches, minimum=1)
 
 
 def _actions(stage: int, num_stages: int, steps) -> list[Action]:
