@@ -1,23 +1,41 @@
-"""Shared fixtures: a seeded default generator for every test, and `xp`, the array module
-(numpy, plus cupy where it imports and a GPU is present).
+"""Shared fixtures and reporting: a seeded default generator for every test; `xp`, the array
+module (numpy, plus cupy where it imports and a GPU is present); and, at the end of the run, one
+line per skip reason with its count.
 
-tests/mpi runs only under an MPI launcher (tests/e2e/test_mpi_suite.py starts it with mpirun at
-several sizes); the plain single-process run does not collect it.
+tests/mpi is collected only with pytest-mpi's `--with-mpi` (or under an MPI launcher, where
+pytest-mpi then says that flag is missing): tests/e2e/test_mpi_suite.py runs it with mpirun at
+several sizes, so the plain single-process run leaves it out.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import pathlib
 
 import numpy
 import pytest
+from run_outcomes import write_skip_reasons
 
 import disttrain
 
-# NOTE: set by Open MPI (OMPI_*), MPICH/Hydra and Slurm (PMI_*), and by our own runner
-MPI_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "DISTTRAIN_MPI_TESTS")
-collect_ignore = [] if any(v in os.environ for v in MPI_LAUNCH_VARS) else ["mpi"]
+MPI_TESTS = pathlib.Path(__file__).parent / "mpi"
+# NOTE: set by Open MPI (OMPI_*), MPICH/Hydra and Slurm (PMI_*)
+MPI_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leaves tests/mpi out of runs that are neither `--with-mpi`/`--only-mpi` nor launched by
+    MPI (each of its ~150 tests would only skip)."""
+    if collection_path != MPI_TESTS:
+        return None
+    wants_mpi = config.getoption("--with-mpi", False) or config.getoption("--only-mpi", False)
+    return None if wants_mpi or any(v in os.environ for v in MPI_LAUNCH_VARS) else True
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Ends the run with one line per skip reason and its count."""
+    write_skip_reasons(terminalreporter)
 
 
 @functools.cache

@@ -1,8 +1,10 @@
 """Runs tests/mpi under mpirun at several world sizes, so `python -m pytest -q` (the README's
 one test command) also runs the multi-rank tests.
 
-Every rank runs `python -m mpi4py -m pytest tests/mpi`; the job passes only when mpirun exits 0,
-i.e. every rank's pytest passed (pytest's exit code 5, "no tests collected", fails it too).
+Every rank runs `python -m mpi4py -m pytest --with-mpi tests/mpi` (pytest-mpi); a size passes
+only when mpirun exits 0, i.e. every rank's pytest passed (pytest's exit code 5, "no tests
+collected", fails it too). Rank 0 writes a JUnit XML per size, and the suite then fails if a
+test was skipped at every size it ran at (it never ran: e.g. `mpi(min_size=8)` here).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 
 import pytest
+from run_outcomes import format_never_ran, read_junit, skipped_at_every_size
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
@@ -54,10 +57,13 @@ def mpirun_prefix(mpirun: str, size: int) -> list[str]:
     return command + ["--oversubscribe", "-n", str(size), "-x", "OMP_NUM_THREADS=1"]
 
 
-def mpirun_command(mpirun: str, size: int) -> list[str]:
-    return mpirun_prefix(mpirun, size) + [
-        "-x", "DISTTRAIN_MPI_TESTS=1", sys.executable, "-m", "mpi4py", "-m", "pytest",
-        "tests/mpi", "-q", "-p", "no:cacheprovider", "--color=no"]
+def mpirun_command(mpirun: str, size: int, junit_xml=None) -> list[str]:
+    """Every rank runs pytest-mpi on tests/mpi; rank 0 writes `junit_xml` when given (see
+    tests/mpi/conftest.py)."""
+    command = mpirun_prefix(mpirun, size) + [
+        sys.executable, "-m", "mpi4py", "-m", "pytest", "tests/mpi", "--with-mpi", "-q",
+        "-p", "no:cacheprovider", "--color=no"]
+    return command + ([f"--junitxml={junit_xml}"] if junit_xml is not None else [])
 
 
 def run_job(command: list[str], timeout_s: float, cwd=REPO) -> tuple[int, str, float]:
@@ -89,16 +95,37 @@ def kill_group(proc: subprocess.Popen) -> str:
     return "(no output: the job was still running after SIGKILL)"
 
 
+@pytest.fixture(scope="module")
+def outcomes_by_size() -> dict:
+    """{size: {test id: (outcome, reason)}} of the sizes run so far in this module."""
+    return {}
+
+
 @pytest.mark.parametrize("size", SIZES)
-def test_mpi_suite(size):
+def test_mpi_suite(size, tmp_path, outcomes_by_size):
     reason = skip_reason()
     if reason is not None:
         pytest.skip(reason)
-    command = mpirun_command(find_mpirun(), size)
+    junit_xml = tmp_path / f"mpi-tests-n{size}.xml"
+    command = mpirun_command(find_mpirun(), size, junit_xml)
     rc, output, seconds = run_job(command, TIMEOUT_S)
+    if junit_xml.exists():  # NOTE: also after a failure: its skips still count
+        outcomes_by_size[size] = read_junit(junit_xml)
     assert rc == 0, (f"`{' '.join(command)}` exited with {rc} after {seconds:.1f} s "
                      f"(pytest exit code 5 means no tests were collected); output:\n{output}")
     assert " passed" in output and "no tests ran" not in output, output
+
+
+# NOTE: defined after test_mpi_suite, so it runs after every size (pytest keeps file order)
+def test_no_multi_rank_test_skipped_at_every_size(outcomes_by_size):
+    if not outcomes_by_size:
+        why = skip_reason() or "test_mpi_suite was deselected or wrote no JUnit XML"
+        pytest.skip(f"no size of the multi-rank suite ran in this session: {why}")
+    never_ran = skipped_at_every_size(outcomes_by_size)
+    assert not never_ran, (
+        f"{len(never_ran)} multi-rank test(s) skipped at every size run "
+        f"(-n {', '.join(map(str, sorted(outcomes_by_size)))}), so they never ran; raise "
+        f"SIZES in tests/e2e/test_mpi_suite.py or fix the skip:\n{format_never_ran(never_ran)}")
 
 
 def test_timeout_kills_the_job_and_fails_with_its_output():

@@ -1,17 +1,21 @@
-"""Fixtures of the multi-rank tests: the world `comm`, the `mpi(min_size=)` marker and a
-per-test watchdog.
+"""Fixtures of the multi-rank tests: the world `comm`, a per-test hang watchdog and a barrier
+between tests. The `mpi(min_size=)` marker, `--with-mpi` and `mpi_tmp_path` (one directory
+shared by every rank) come from pytest-mpi.
 
-These tests run on every rank (`mpirun -n N python -m mpi4py -m pytest tests/mpi`, started by
-tests/e2e/test_mpi_suite.py). Rules: expectations come from `rank` and `size`; every rank runs
-the same collectives in the same order (no branching on rank around a collective); assertions
-come after a test's collectives, so a failing rank does not leave the others waiting.
-`python -m pytest tests/mpi` without mpirun runs them at size 1 (tests needing more skip).
+These tests run on every rank (`mpirun -n N python -m mpi4py -m pytest --with-mpi tests/mpi`,
+started by tests/e2e/test_mpi_suite.py at several sizes). Rules: expectations come from `rank`
+and `size`; every rank runs the same collectives in the same order (no branching on rank around
+a collective); assertions come after a test's collectives, so a failing rank does not leave the
+others waiting. `python -m pytest --with-mpi tests/mpi` without mpirun runs them at size 1
+(tests marked `mpi(min_size=2)` or more skip, saying so); without `--with-mpi` every test here
+skips (pytest-mpi: "need --with-mpi option to run").
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import pathlib
 import sys
 import tempfile
 import threading
@@ -20,20 +24,39 @@ import pytest
 
 import disttrain.distributed as dist
 
+HERE = pathlib.Path(__file__).parent
 # NOTE: a test that hangs (a collective not every rank entered) prints every thread's stack and
 # exits, which makes mpirun end the job, instead of waiting for the runner's overall timeout
 TEST_TIMEOUT_S = 120
 
 
+def _launcher_rank() -> str:
+    """This process's world rank as the MPI launcher exported it ("0" when not launched)."""
+    return os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("PMI_RANK") or "0"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    config.addinivalue_line("markers", "mpi(min_size=1): needs at least min_size ranks")
+    rank = _launcher_rank()
     # NOTE: one temp root per rank; ranks sharing pytest's default root race in its cleanup of
     # old directories (seen: a rank failing at exit on a vanished directory)
     if not config.option.basetemp:
-        rank = os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("PMI_RANK") or "0"
         config.option.basetemp = os.path.join(tempfile.gettempdir(),
                                               f"disttrain-mpi-tests-rank{rank}")
+    # NOTE: every rank gets the same --junitxml path; rank 0 alone writes it (the outcomes are
+    # the same on every rank, and N writers of one file would race). tryfirst: before junitxml
+    # reads the option in its own pytest_configure.
+    if rank != "0":
+        config.option.xmlpath = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every test in tests/mpi is an MPI test: marked `mpi` for pytest-mpi (tryfirst, so its
+    own hook, which skips `mpi` tests without --with-mpi, sees the mark)."""
+    for item in items:
+        if HERE in item.path.parents and item.get_closest_marker("mpi") is None:
+            item.add_marker(pytest.mark.mpi)
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +67,15 @@ def comm():
 
 @pytest.fixture(autouse=True)
 def _mpi_guard(request, comm):
-    """Skips tests whose `mpi(min_size=)` exceeds the world size; arms the hang watchdog."""
-    marker = request.node.get_closest_marker("mpi")
-    min_size = marker.kwargs.get("min_size", 1) if marker is not None else 1
-    if comm.size < min_size:
-        pytest.skip(f"needs at least {min_size} ranks, running on {comm.size}")
+    """Arms the hang watchdog; after the test, waits for every rank (a barrier), so the next
+    test starts together. (pytest-mpi has already skipped tests whose min_size exceeds the
+    world size, before any fixture ran: on every rank alike.)"""
     watchdog = threading.Timer(TEST_TIMEOUT_S, _hung, (request.config, request.node.nodeid,
                                                       comm.rank))
     watchdog.daemon = True
     watchdog.start()
     yield
-    comm.barrier()  # NOTE: the next test starts together on every rank
+    comm.barrier()
     watchdog.cancel()
 
 

@@ -18,9 +18,9 @@ from disttrain.data import DataLoader, DistributedSampler, TensorDataset
 
 
 @pytest.fixture
-def ckpt_dir(comm, tmp_path):
-    """One directory shared by every rank (rank 0's tmp_path)."""
-    return comm.bcast_obj(str(tmp_path) if comm.rank == 0 else None)
+def ckpt_dir(mpi_tmp_path):
+    """One directory shared by every rank (pytest-mpi's: rank 0's tmp_path)."""
+    return str(mpi_tmp_path)
 
 
 def _setup(comm, seed=0):
