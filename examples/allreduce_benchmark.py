@@ -363,7 +363,7 @@ def print_sweep(nbytes, rows, n, args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma-separated subset of: " + ", ".join(MODES))

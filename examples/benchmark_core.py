@@ -4,7 +4,7 @@ when installed, PyTorch CPU (as ../shared/bench/torch_ref.py). The three are int
 by round in one process so machine noise hits them alike; ratios are per round, then medians.
 Peak memory is measured in a fresh subprocess per (framework, model).
 
-Usage: python examples/benchmark_core.py [--rounds 7] [--steps 20] [--json out.json]
+    python examples/benchmark_core.py --rounds 7 --steps 20 --json out.json
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def measure_memory(framework, name, steps=5):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=10)

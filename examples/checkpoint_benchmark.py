@@ -51,7 +51,8 @@ def run(comm, folder: str, steps: int, every: int, mode: str) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--every", type=int, default=5, help="checkpoint every N steps")
     ap.add_argument("--dir", default="/tmp/disttrain-ckpt-bench")

@@ -85,7 +85,8 @@ def train_epoch(model, loader, optimizer, loss_fn, epoch, show_progress) -> floa
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", help="folder with MNIST IDX files (default: embedded digits)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=64)

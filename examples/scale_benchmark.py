@@ -416,7 +416,7 @@ def driver(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", default="1,2", help="rank counts (1 is always added)")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS,
