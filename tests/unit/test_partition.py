@@ -1,9 +1,11 @@
-"""Which layers each pipeline stage holds (pure)."""
+"""Which layers each pipeline stage holds (pure), and the per-layer profiler behind
+balance="time" (with a fake clock)."""
 
 import pytest
 
+import disttrain as dt
 import disttrain.nn as nn
-from disttrain.distributed.pipeline.partition import balanced_cuts, partition
+from disttrain.distributed.pipeline.partition import balanced_cuts, partition, profile_layers
 
 
 @pytest.mark.parametrize("costs, stages, expected", [
@@ -60,3 +62,38 @@ def test_partition_errors(balance, message):
 def test_more_stages_than_layers():
     with pytest.raises(ValueError, match=r"the model has 5 layers, fewer than the 6 stages"):
         partition(_mlp(), 6)
+
+
+def _fake_clock(readings):
+    readings = iter(readings)
+    return lambda: next(readings)
+
+
+def test_profile_layers_times_each_layer_with_the_given_clock():
+    model = _mlp()
+    # NOTE: two readings per layer (before and after its 3 runs): costs are the differences / 3
+    clock = _fake_clock([0, 3, 3, 9, 10, 40, 40, 43, 50, 53])
+    costs = profile_layers(model, dt.randn(2, 4), clock=clock)
+    assert costs == [1, 2, 10, 1, 1]
+    assert all(p.grad is None for p in model.parameters())
+    assert partition(model, 2, "time", costs=costs) == [(0, 2), (2, 5)]
+
+
+def test_profile_layers_runs_forward_and_backward_on_each_layers_input():
+    seen = []
+
+    class Record(nn.Module):
+        def forward(self, x):
+            seen.append((tuple(x.shape), x.requires_grad))
+            return x * 2.0
+
+    model = nn.Sequential(nn.Embedding(10, 3), Record(), nn.Linear(3, 2), Record())
+    costs = profile_layers(model, dt.tensor([[1, 2], [3, 4]]), repeats=2)
+    assert len(costs) == 4 and all(c >= 0 for c in costs)
+    assert seen == [((2, 2, 3), True)] * 2 + [((2, 2, 2), True)] * 2
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_profile_layers_needs_a_repeat():
+    with pytest.raises(ValueError, match=r"profile_layers: repeats must be >= 1, got 0"):
+        profile_layers(_mlp(), dt.randn(2, 4), repeats=0)
