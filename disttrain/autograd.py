@@ -1,6 +1,6 @@
 """Function (a graph node), grad mode and the reverse-mode engine. Imports only backend.
 
-The engine knows tensors through the one class tensor.py registers (`_use_tensor_type`), so
+The engine knows tensors through the one class tensor.py registers (`register_tensor_type`), so
 this module imports nothing else of disttrain and there is no import cycle.
 """
 
@@ -11,17 +11,20 @@ import functools
 _Tensor = None  # disttrain.tensor.Tensor, registered by tensor.py
 
 
-def _use_tensor_type(cls) -> None:
+def register_tensor_type(cls) -> None:
+    """Called once by disttrain.tensor: the class the engine wraps arrays in (hooks, .grad)."""
     global _Tensor
     _Tensor = cls
 
 
-class _GradMode:
+class GradMode:
+    """Whether ops record graph nodes (read by every Function.apply; set by no_grad)."""
+
     enabled = True
 
 
 def is_grad_enabled() -> bool:
-    return _GradMode.enabled
+    return GradMode.enabled
 
 
 class _SetGradMode:
@@ -29,10 +32,10 @@ class _SetGradMode:
         self.mode = mode
 
     def __enter__(self):
-        self.prev, _GradMode.enabled = _GradMode.enabled, self.mode
+        self.prev, GradMode.enabled = GradMode.enabled, self.mode
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+        GradMode.enabled = self.prev
 
     def __call__(self, fn):  # also usable as a decorator, as torch.no_grad()
         mode = self.mode
@@ -89,7 +92,7 @@ class Function:
         needs = ctx.needs_input_grad = tuple([t._requires_grad for t in inputs])
         out = ctx.forward(*[t.array for t in inputs], **params)
         ctx.shape = out.shape
-        if _GradMode.enabled and True in needs:
+        if GradMode.enabled and True in needs:
             ctx.parents = tuple([(t._ctx or t) if t._requires_grad else None for t in inputs])
             return _Tensor._make(out, True, ctx)
         ctx.saved = None  # NOTE: nothing will call backward; let the arrays go now
@@ -103,7 +106,9 @@ class Function:
         return f"<{self.name}>"
 
 
-class _Handle:
+class RemovableHandle:
+    """What register_hook returns (torch.utils.hooks.RemovableHandle): `remove()` unregisters."""
+
     def __init__(self, hooks: list, hook):
         self.hooks, self.hook = hooks, hook
         hooks.append(hook)

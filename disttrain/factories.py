@@ -6,7 +6,9 @@ import numpy
 
 from disttrain import backend
 from disttrain import random as _random
-from disttrain.tensor import Tensor, _default_float, _shape_arg
+from disttrain.dtypes import default_float
+from disttrain.shapes import shape_arg
+from disttrain.tensor import Tensor
 
 
 def _make(array, dtype, device, requires_grad) -> Tensor:
@@ -18,12 +20,12 @@ def _make(array, dtype, device, requires_grad) -> Tensor:
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(numpy.zeros(_shape_arg(size), dtype or _default_float), None, device,
+    return _make(numpy.zeros(shape_arg(size), dtype or default_float), None, device,
                  requires_grad)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(numpy.ones(_shape_arg(size), dtype or _default_float), None, device,
+    return _make(numpy.ones(shape_arg(size), dtype or default_float), None, device,
                  requires_grad)
 
 
@@ -33,10 +35,10 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     if dtype is None:
-        dtype = _default_float if isinstance(fill_value, float) else numpy.asarray(
+        dtype = default_float if isinstance(fill_value, float) else numpy.asarray(
             fill_value).dtype if not isinstance(fill_value, int) or isinstance(
             fill_value, bool) else numpy.int64
-    return _make(numpy.full(_shape_arg((size,)), fill_value, dtype), None, device,
+    return _make(numpy.full(shape_arg((size,)), fill_value, dtype), None, device,
                  requires_grad)
 
 
@@ -62,39 +64,39 @@ def arange(start, end=None, step=1, dtype=None, device=None,
     if end is None:
         start, end = 0, start
     is_float = any(isinstance(v, float) for v in (start, end, step))
-    array = numpy.arange(start, end, step, dtype=dtype or (_default_float if is_float
+    array = numpy.arange(start, end, step, dtype=dtype or (default_float if is_float
                                                             else numpy.int64))
     return _make(array, None, device, requires_grad)
 
 
 def linspace(start, end, steps: int, dtype=None, device=None) -> Tensor:
-    return _make(numpy.linspace(start, end, steps, dtype=dtype or _default_float), None,
+    return _make(numpy.linspace(start, end, steps, dtype=dtype or default_float), None,
                  device, False)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None) -> Tensor:
-    return _make(numpy.eye(n, m, dtype=dtype or _default_float), None, device, False)
+    return _make(numpy.eye(n, m, dtype=dtype or default_float), None, device, False)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from `generator` (default: the one dt.manual_seed seeds)."""
-    dtype = numpy.dtype(dtype or _default_float)
+    dtype = numpy.dtype(dtype or default_float)
     rng = _random.resolve(generator)
-    array = rng.standard_normal(_shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
+    array = rng.standard_normal(shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
     return _make(array, dtype, device, requires_grad)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    dtype = numpy.dtype(dtype or _default_float)
+    dtype = numpy.dtype(dtype or default_float)
     rng = _random.resolve(generator)
-    array = rng.random(_shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
+    array = rng.random(shape_arg(size), dtype=dtype if dtype.itemsize >= 4 else None)
     return _make(array, dtype, device, requires_grad)
 
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
-    array = _random.resolve(generator).integers(low, high, _shape_arg((size,)))
+    array = _random.resolve(generator).integers(low, high, shape_arg((size,)))
     return _make(array, dtype or numpy.int64, device, False)
 
 

@@ -1,21 +1,23 @@
 """Tensor, the array that records the operations applied to it, and the free functions that
-build graphs (tensor, matmul, where, cat, stack). Imports backend, autograd and ops only."""
+build graphs (tensor, matmul, where; cat and stack live in tensor_shape). Imports backend,
+autograd, dtypes, shapes, ops and the Tensor method mixins only.
+
+Tensor's methods are grouped by kind in mixins: tensor_math (operators, in-place, element-wise),
+tensor_shape (movement and indexing), tensor_reduce (reductions); this module holds the class
+itself (storage, dtype/device moves, autograd) and re-exports the dtype constants and grad-mode
+functions under their historical `disttrain.tensor` names.
+"""
 
 from __future__ import annotations
 
-import numbers
-import operator
 import weakref
-from collections import namedtuple
 
 import numpy
 
-from disttrain import autograd, backend
-from disttrain import ops as F
+from disttrain import autograd, backend, ops
 from disttrain.autograd import (  # noqa: F401  (re-exported: disttrain.tensor.no_grad etc.)
     Function,
-    _GradMode,
-    _Handle,
+    RemovableHandle,
     enable_grad,
     is_grad_enabled,
     no_grad,
@@ -23,58 +25,29 @@ from disttrain.autograd import (  # noqa: F401  (re-exported: disttrain.tensor.n
     run_backward,
 )
 from disttrain.backend import get_array_module
-
-float16, float32, float64 = numpy.dtype("float16"), numpy.dtype("float32"), numpy.dtype("float64")
-int8, int16, int32, int64 = (numpy.dtype(t) for t in ("int8", "int16", "int32", "int64"))
-uint8, bool_ = numpy.dtype("uint8"), numpy.dtype("bool")
-_default_float = float32
-
-
-ReturnTypes = namedtuple("ReturnTypes", ["values", "indices"])
-
-
-def _as_array(data, dtype=None, device=None):
-    """Any array-like (list, scalar, numpy/cupy array, Tensor) to a backend array."""
-    if isinstance(data, Tensor):
-        data = data.array
-    if dtype is not None:
-        dtype = numpy.dtype(dtype)
-    xp = get_array_module(data) if hasattr(data, "__array_interface__") or hasattr(
-        data, "__cuda_array_interface__") else numpy
-    # NOTE: numpy arrays and numpy scalars keep their dtype (torch.tensor(np.float64(1)) is f64)
-    if dtype is None and xp is numpy and not isinstance(data, (numpy.ndarray, numpy.generic)):
-        array = numpy.asarray(data)
-        if array.dtype.kind == "f" and not _holds_numpy_float64(data):
-            array = array.astype(_default_float)  # python floats default to float32, as torch
-        elif array.dtype.kind in "iu" and array.dtype != int64:
-            array = array.astype(int64)
-        elif array.dtype.kind not in "biuf":
-            raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
-                            f"(numpy dtype {array.dtype}); expected numbers or arrays")
-    else:
-        array = xp.array(data, dtype=dtype, copy=True)
-    if device is not None:
-        array = backend.to_device(array, device)
-    return array
-
-
-def _holds_numpy_float64(data) -> bool:
-    """Whether a nested list holds a numpy float64 scalar (which keeps float64, as in torch)."""
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, numpy.floating) and item.dtype == float64:
-            return True
-    return False
-
+from disttrain.dtypes import (  # noqa: F401  (re-exported: disttrain.tensor.float32 etc.)
+    as_array,
+    bool_,
+    default_float,
+    float16,
+    float32,
+    float64,
+    int8,
+    int16,
+    int32,
+    int64,
+    result_type,
+    uint8,
+)
+from disttrain.tensor_math import MathMethods
+from disttrain.tensor_reduce import ReductionMethods, ReturnTypes  # noqa: F401
+from disttrain.tensor_shape import ShapeMethods, cat, stack  # noqa: F401
 
 _new_tensor = object.__new__
 _numpy_scalar = numpy.generic
 
 
-class Tensor:
+class Tensor(MathMethods, ShapeMethods, ReductionMethods):
     """An n-dimensional array that records the operations applied to it for autograd.
 
     Create with `dt.tensor(data)`. `.array` is the backing numpy/cupy array; `.grad` holds the
@@ -93,8 +66,10 @@ class Tensor:
                  "__weakref__")
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
+        if isinstance(data, Tensor):
+            data = data.array
         array = data if (isinstance(data, numpy.ndarray) and dtype is None and device is None) \
-            else _as_array(data, dtype, device)
+            else as_array(data, dtype, device)
         self.array, self.grad, self._ctx, self._requires_grad = array, None, None, False
         self._hooks = self._post_hooks = ()
         self.requires_grad = requires_grad
@@ -225,12 +200,12 @@ class Tensor:
         if device is None or backend.parse_device(device) == self.device or (
                 device == "cuda" and self.device.startswith("cuda")):
             return self
-        return F.ToDevice.apply(self, device=device)
+        return ops.ToDevice.apply(self, device=device)
 
     def _cast(self, dtype) -> Tensor:
         if dtype.kind not in "fc" or self.array.dtype.kind not in "fc":
             return Tensor._make(self.array.astype(dtype))  # NOTE: integer casts end the graph
-        return F.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -271,7 +246,7 @@ class Tensor:
         return self
 
     def clone(self) -> Tensor:
-        return F.Clone.apply(self)
+        return ops.Clone.apply(self)
 
     def register_hook(self, hook):
         """Calls hook(grad) when this tensor's gradient is computed; a returned Tensor replaces
@@ -287,7 +262,7 @@ class Tensor:
                 self._ctx.hooks = owner_hooks
             else:
                 self._hooks = owner_hooks
-        return _Handle(owner_hooks, hook)
+        return RemovableHandle(owner_hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         """Calls hook(tensor) after a leaf's .grad has been accumulated (torch 2.1 API)."""
@@ -296,7 +271,7 @@ class Tensor:
                                "accumulated gradients")
         if not self._post_hooks:
             self._post_hooks = []
-        return _Handle(self._post_hooks, hook)
+        return RemovableHandle(self._post_hooks, hook)
 
     def retain_grad(self) -> None:
         if self._ctx is not None:
@@ -322,403 +297,15 @@ class Tensor:
             grad = get_array_module(grad).array(grad, copy=True)
         run_backward(self, grad, retain_graph)
 
-    # ---------------------------------------------------------------- helpers for ops
-    def _lift(self, other) -> Tensor:
-        if isinstance(other, Tensor):
-            return other
-        xp = get_array_module(self.array)
-        if isinstance(other, numbers.Number) and self.array.dtype.kind in "fc":
-            return Tensor._make(xp.asarray(other, dtype=self.array.dtype))
-        return Tensor._make(xp.asarray(other) if not isinstance(other, float)
-                            else xp.asarray(other, dtype=_default_float))
-
-    def _broadcasted(self, other, reverse: bool = False) -> tuple[Tensor, Tensor]:
-        a, b = self, self._lift(other)
-        if reverse:
-            a, b = b, a
-        if a.array.dtype != b.array.dtype:  # type promotion, as numpy/torch
-            dtype = _result_type(a, b)
-            a, b = a.to(dtype=dtype), b.to(dtype=dtype)
-        if a.shape == b.shape:
-            return a, b
-        try:
-            shape = numpy.broadcast_shapes(a.shape, b.shape)
-        except ValueError:
-            raise ValueError(f"broadcast: shapes {a.shape} and {b.shape} are not "
-                             "broadcastable") from None
-        return a.expand(*shape), b.expand(*shape)
-
-    # ---------------------------------------------------------------- arithmetic
-    def __add__(self, other):
-        return F.Add.apply(*self._broadcasted(other))
-
-    def __radd__(self, other):
-        return F.Add.apply(*self._broadcasted(other, reverse=True))
-
-    def __sub__(self, other):
-        return F.Sub.apply(*self._broadcasted(other))
-
-    def __rsub__(self, other):
-        return F.Sub.apply(*self._broadcasted(other, reverse=True))
-
-    def __mul__(self, other):
-        return F.Mul.apply(*self._broadcasted(other))
-
-    def __rmul__(self, other):
-        return F.Mul.apply(*self._broadcasted(other, reverse=True))
-
-    def __truediv__(self, other):
-        return F.Div.apply(*self._float_pair(other))
-
-    def __rtruediv__(self, other):
-        return F.Div.apply(*self._float_pair(other, reverse=True))
-
-    def _float_pair(self, other, reverse=False):
-        a, b = self._broadcasted(other, reverse)
-        if a.dtype.kind not in "fc":  # true division of integers gives floats, as torch
-            a, b = a.to(dtype=_default_float), b.to(dtype=_default_float)
-        return a, b
-
-    def __neg__(self):
-        return F.Neg.apply(self)
-
-    def __pow__(self, exponent):
-        if isinstance(exponent, Tensor):
-            return (self.log() * exponent).exp()
-        return F.Pow.apply(self, exponent=exponent)
-
-    def __rpow__(self, base):
-        return (self._lift(base).log() * self).exp() if not isinstance(base, numbers.Number) \
-            else (self * float(numpy.log(base))).exp()
-
+    # ---------------------------------------------------------------- calls matmul / where
     def __matmul__(self, other):
         return matmul(self, other)
 
     def __rmatmul__(self, other):
         return matmul(self._lift(other), self)
 
-    def _compare(self, other, op):
-        other = other.array if isinstance(other, Tensor) else other
-        return Tensor._make(op(self.array, other))
-
-    __eq__ = lambda self, o: self._compare(o, operator.eq)  # noqa: E731
-    __ne__ = lambda self, o: self._compare(o, operator.ne)  # noqa: E731
-    __lt__ = lambda self, o: self._compare(o, operator.lt)  # noqa: E731
-    __le__ = lambda self, o: self._compare(o, operator.le)  # noqa: E731
-    __gt__ = lambda self, o: self._compare(o, operator.gt)  # noqa: E731
-    __ge__ = lambda self, o: self._compare(o, operator.ge)  # noqa: E731
-
-    def __invert__(self):
-        return Tensor._make(~self.array)
-
-    def __and__(self, other):
-        return self._compare(other, operator.and_)
-
-    def __or__(self, other):
-        return self._compare(other, operator.or_)
-
-    # in-place arithmetic: allowed only where autograd need not see it (as torch's leaf rule)
-    def _inplace(self, name: str, fn) -> Tensor:
-        if _GradMode.enabled and self.requires_grad:
-            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
-                               "in-place operation; wrap it in dt.no_grad() or use .data")
-        fn(self.array)
-        return self
-
-    def _other(self, other):
-        return other.array if isinstance(other, Tensor) else other
-
-    def add_(self, other, alpha=1):
-        o = self._other(other)
-        return self._inplace("add_", lambda a: a.__iadd__(o if alpha == 1 else o * alpha))
-
-    def sub_(self, other, alpha=1):
-        o = self._other(other)
-        return self._inplace("sub_", lambda a: a.__isub__(o if alpha == 1 else o * alpha))
-
-    def mul_(self, other):
-        return self._inplace("mul_", lambda a: a.__imul__(self._other(other)))
-
-    def div_(self, other):
-        return self._inplace("div_", lambda a: a.__itruediv__(self._other(other)))
-
-    def zero_(self):
-        return self._inplace("zero_", lambda a: a.fill(0))
-
-    def fill_(self, value):
-        return self._inplace("fill_", lambda a: a.fill(value))
-
-    def copy_(self, src):
-        return self._inplace("copy_", lambda a: a.__setitem__(..., self._other(src)))
-
-    def clamp_(self, min=None, max=None):
-        xp = get_array_module(self.array)
-        return self._inplace("clamp_", lambda a: xp.clip(a, min, max, out=a))
-
-    __iadd__, __isub__ = add_, sub_
-    __imul__, __itruediv__ = mul_, div_
-
-    def __setitem__(self, index, value):
-        index = _index_arrays(index)
-        self._inplace("__setitem__", lambda a: a.__setitem__(index, self._other(value)))
-
-    # ---------------------------------------------------------------- shape
-    def reshape(self, *shape) -> Tensor:
-        shape = _shape_arg(shape)
-        if -1 in shape or any(s < -1 for s in shape):
-            shape = _resolve_shape(shape, self.array.size, "reshape", self.shape)
-        elif int(numpy.prod(shape)) != self.array.size:
-            raise ValueError(f"reshape: shape {tuple(shape)} is invalid for input of size "
-                             f"{self.array.size} (shape {self.shape})")
-        return self if tuple(shape) == self.shape else F.Reshape.apply(self, shape=tuple(shape))
-
-    view = reshape
-
-    def view_as(self, other: Tensor) -> Tensor:
-        return self.reshape(other.shape)
-
-    reshape_as = view_as
-
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        if self.ndim == 0:
-            return self.reshape(1)
-        start, end = _dim(start_dim, self.ndim, "flatten"), _dim(end_dim, self.ndim, "flatten")
-        return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
-
-    def unflatten(self, dim: int, sizes) -> Tensor:
-        dim = _dim(dim, self.ndim, "unflatten")
-        return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1:])
-
-    def permute(self, *dims) -> Tensor:
-        dims = _shape_arg(dims)
-        order = tuple(_dim(d, self.ndim, "permute") for d in dims)
-        if sorted(order) != list(range(self.ndim)):
-            raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of the "
-                             f"{self.ndim} dimensions of shape {self.shape}")
-        return F.Permute.apply(self, order=order)
-
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
-        order = list(range(self.ndim))
-        d0, d1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
-        order[d0], order[d1] = order[d1], order[d0]
-        return F.Permute.apply(self, order=tuple(order))
-
-    def t(self) -> Tensor:
-        return self.transpose(0, 1) if self.ndim == 2 else self
-
-    def unsqueeze(self, dim: int) -> Tensor:
-        dim = _dim(dim, self.ndim + 1, "unsqueeze")
-        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
-
-    def squeeze(self, dim: int | None = None) -> Tensor:
-        if dim is None:
-            return self.reshape(tuple(s for s in self.shape if s != 1))
-        dim = _dim(dim, self.ndim, "squeeze")
-        if self.shape[dim] != 1:
-            return self
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
-
-    def expand(self, *sizes) -> Tensor:
-        sizes = _shape_arg(sizes)
-        if len(sizes) < self.ndim:
-            raise ValueError(f"expand: the number of sizes ({len(sizes)}) must be >= the number "
-                             f"of dimensions of shape {self.shape}")
-        x = self.reshape((1,) * (len(sizes) - self.ndim) + self.shape)
-        shape = tuple(s if n == -1 else n for s, n in zip(x.shape, sizes))
-        for s, n in zip(x.shape, shape):
-            if s != n and s != 1:
-                raise ValueError(f"expand: shape {self.shape} cannot be expanded to {sizes}")
-        return x if shape == x.shape else F.Expand.apply(x, shape=shape)
-
-    def expand_as(self, other: Tensor) -> Tensor:
-        return self.expand(*other.shape)
-
-    def contiguous(self) -> Tensor:
-        return self
-
-    def __getitem__(self, index) -> Tensor:
-        return F.Index.apply(self, index=_index_arrays(index))
-
-    def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
-        size = -(-self.shape[dim] // chunks)
-        return self.split(size, dim)
-
-    def split(self, split_size, dim: int = 0) -> list[Tensor]:
-        dim, n = _dim(dim, self.ndim, "split"), self.shape[dim]
-        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
-            if isinstance(split_size, int) else list(split_size)
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} sum to {sum(sizes)}, expected {n}")
-        starts = numpy.cumsum([0] + sizes[:-1])
-        lead = (slice(None),) * dim
-        return [self[lead + (slice(int(s), int(s) + k),)] for s, k in zip(starts, sizes)]
-
-    # ---------------------------------------------------------------- reductions
-    def sum(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
-        axes = _axes(dim if axis is None else axis, self.ndim, "sum")
-        keep = keepdim if keepdims is None else keepdims
-        x = self if self.dtype.kind in "fc" or self.dtype == int64 else self.long()
-        return F.Sum.apply(x, axis=axes, keepdims=keep)
-
-    def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None) -> Tensor:
-        axes = _axes(dim if axis is None else axis, self.ndim, "mean")
-        if self.dtype.kind not in "fc":
-            raise TypeError(f"mean: input dtype should be floating point, got {self.dtype}")
-        count = int(numpy.prod([self.shape[a] for a in axes]))
-        return self.sum(axes, keepdim if keepdims is None else keepdims) * (1.0 / max(count, 1))
-
-    def var(self, dim=None, unbiased: bool = True, keepdim: bool = False, *,
-            correction: int | None = None) -> Tensor:
-        axes = _axes(dim, self.ndim, "var")
-        count = int(numpy.prod([self.shape[a] for a in axes]))
-        ddof = correction if correction is not None else int(unbiased)
-        centred = self - self.mean(axes, keepdim=True)
-        return (centred * centred).sum(axes, keepdim) * (1.0 / max(count - ddof, 1))
-
-    def std(self, dim=None, unbiased: bool = True, keepdim: bool = False, *,
-            correction: int | None = None) -> Tensor:
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
-
-    def _extreme(self, dim, keepdim, kind: str):
-        if dim is None:  # NOTE: ties share the gradient, as torch's full reduction does
-            return F.Max.apply(self, axis=None, keepdims=False) if kind == "max" else \
-                -F.Max.apply(-self, axis=None, keepdims=False)
-        d = _dim(dim, self.ndim, kind)
-        indices = (self.argmax if kind == "max" else self.argmin)(d, keepdim=True)
-        values = self.gather(d, indices)  # NOTE: the gradient goes to the returned index only
-        if not keepdim:
-            values, indices = values.squeeze(d), indices.squeeze(d)
-        return ReturnTypes(values, indices)
-
-    def gather(self, dim: int, index: Tensor) -> Tensor:
-        """out[i][j] = self[index[i][j]][j] for dim=0 (torch.gather); repeated indices add up
-        their gradients."""
-        if index.dtype.kind not in "iu" or index.ndim != self.ndim:
-            raise ValueError(f"gather: index must be an integer tensor with {self.ndim} dims, "
-                             f"got dtype {index.dtype} and shape {index.shape}")
-        return F.Gather.apply(self, index=index.array, axis=_dim(dim, self.ndim, "gather"))
-
-    def max(self, dim: int | None = None, keepdim: bool = False):
-        return self._extreme(dim, keepdim, "max")
-
-    def min(self, dim: int | None = None, keepdim: bool = False):
-        return self._extreme(dim, keepdim, "min")
-
-    def amax(self, dim=None, keepdim: bool = False) -> Tensor:
-        return F.Max.apply(self, axis=_axes(dim, self.ndim, "amax"), keepdims=keepdim)
-
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return self._arg(dim, keepdim, "argmax")
-
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return self._arg(dim, keepdim, "argmin")
-
-    def _arg(self, dim, keepdim, name):
-        xp = get_array_module(self.array)
-        if dim is None:
-            return Tensor._make(xp.asarray(getattr(self.array, name)(), dtype=int64))
-        d = _dim(dim, self.ndim, name)
-        out = getattr(self.array, name)(axis=d)
-        return Tensor._make((xp.expand_dims(out, d) if keepdim else out).astype(int64))
-
-    # ---------------------------------------------------------------- element-wise
-    def exp(self):
-        return F.Exp.apply(self)
-
-    def log(self):
-        return F.Log.apply(self)
-
-    def sqrt(self):
-        return F.Sqrt.apply(self)
-
-    def rsqrt(self):
-        return 1.0 / self.sqrt()
-
-    def abs(self):
-        return F.Abs.apply(self)
-
-    def relu(self):
-        return F.ReLU.apply(self)
-
-    def sigmoid(self):
-        return F.Sigmoid.apply(self)
-
-    def tanh(self):
-        return F.Tanh.apply(self)
-
-    def square(self):
-        return self * self
-
-    def pow(self, exponent):
-        return self ** exponent
-
-    def clamp(self, min=None, max=None) -> Tensor:
-        if min is None and max is None:
-            raise ValueError("clamp: at least one of min and max must be given")
-        return F.Clamp.apply(self, low=min, high=max)
-
-    clip = clamp
-
-    def softmax(self, dim: int) -> Tensor:
-        return self.log_softmax(dim).exp()
-
-    def log_softmax(self, dim: int) -> Tensor:
-        return F.LogSoftmax.apply(self, axis=_dim(dim, self.ndim, "log_softmax"))
-
     def masked_fill(self, mask: Tensor, value) -> Tensor:
         return where(mask, self._lift(value).to(dtype=self.dtype), self)
-
-    def sign(self) -> Tensor:
-        return Tensor._make(get_array_module(self.array).sign(self.array))
-
-
-def _result_type(a: Tensor, b: Tensor):
-    # NOTE: a python scalar lifted to a 0-d array must not upcast a float32 tensor
-    if a.ndim == 0 and b.ndim > 0 and a.dtype.kind == b.dtype.kind:
-        return b.dtype
-    if b.ndim == 0 and a.ndim > 0 and a.dtype.kind == b.dtype.kind:
-        return a.dtype
-    if a.dtype.kind in "fc" and b.dtype.kind not in "fc":
-        return a.dtype
-    if b.dtype.kind in "fc" and a.dtype.kind not in "fc":
-        return b.dtype
-    return numpy.result_type(a.dtype, b.dtype)
-
-
-def _shape_arg(shape) -> tuple:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
-
-
-def _resolve_shape(shape, size: int, op: str, old) -> tuple:
-    known = int(numpy.prod([s for s in shape if s != -1]))
-    if shape.count(-1) > 1 or any(s < -1 for s in shape) or known == 0 or size % known:
-        raise ValueError(f"{op}: shape {tuple(shape)} is invalid for input of size {size} "
-                         f"(shape {old})")
-    return tuple(size // known if s == -1 else s for s in shape)
-
-
-def _dim(dim: int, ndim: int, op: str) -> int:
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise IndexError(f"{op}: dimension out of range (expected to be in range of "
-                         f"[{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {dim})")
-    return dim % max(ndim, 1)
-
-
-def _axes(dim, ndim: int, op: str) -> tuple:
-    if dim is None:
-        return tuple(range(ndim))
-    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    return tuple(sorted(_dim(d, ndim, op) for d in dims))
-
-
-def _index_arrays(index):
-    if isinstance(index, Tensor):
-        return index.array
-    if isinstance(index, tuple):
-        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
-    return index
 
 
 # ---------------------------------------------------------------- free functions
@@ -731,7 +318,8 @@ def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -
         >>> dt.tensor([[1, 2], [3, 4]], dtype=dt.float64).shape
         (2, 2)
     """
-    return Tensor(_as_array(data, dtype, device), requires_grad=requires_grad)
+    return Tensor(as_array(data.array if isinstance(data, Tensor) else data, dtype, device),
+                  requires_grad=requires_grad)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -739,7 +327,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"matmul: both arguments need at least 1 dimension, got shapes "
                          f"{a.shape} and {b.shape}")
     if a.dtype != b.dtype:
-        dtype = _result_type(a, b)
+        dtype = result_type(a, b)
         a, b = a.to(dtype=dtype), b.to(dtype=dtype)
     inner_a, inner_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
     if inner_a != inner_b:
@@ -755,7 +343,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         a = a.expand(*batch, *a.shape[-2:])
     if b.shape[:-2] != batch:
         b = b.expand(*batch, *b.shape[-2:])
-    return F.MatMul.apply(a, b)
+    return ops.MatMul.apply(a, b)
 
 
 def where(condition, input, other) -> Tensor:
@@ -763,7 +351,7 @@ def where(condition, input, other) -> Tensor:
     a = input if isinstance(input, Tensor) else None
     b = other if isinstance(other, Tensor) else None
     if a is None and b is None:  # NOTE: python floats give float32 here too, as torch.where
-        dtype = _result_type(Tensor._make(_as_array(input)), Tensor._make(_as_array(other)))
+        dtype = result_type(as_array(input), as_array(other))
         return Tensor._make(get_array_module(cond).where(cond, input, other).astype(dtype))
     ref = a if a is not None else b
     a, b = ref._broadcasted(input, reverse=True) if a is None else (  # (input, other) order
@@ -771,32 +359,7 @@ def where(condition, input, other) -> Tensor:
     shape = numpy.broadcast_shapes(a.shape, cond.shape)
     a, b = a.expand(*shape), b.expand(*shape)
     xp = get_array_module(cond)
-    return F.Where.apply(a, b, condition=xp.broadcast_to(cond, shape))
+    return ops.Where.apply(a, b, condition=xp.broadcast_to(cond, shape))
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
-    d = _dim(dim, tensors[0].ndim, "cat")
-    for i, t in enumerate(tensors):
-        if t.ndim != tensors[0].ndim or t.shape[:d] + t.shape[d + 1:] != \
-                tensors[0].shape[:d] + tensors[0].shape[d + 1:]:
-            raise ValueError(f"cat: sizes of tensors must match except in dimension {d}: "
-                             f"tensor 0 has shape {tensors[0].shape}, tensor {i} has {t.shape}")
-    return F.Cat.apply(*tensors, axis=d)
-
-
-def stack(tensors, dim: int = 0) -> Tensor:
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: expects each tensor to be equal size, but got "
-                             f"{tensors[0].shape} at entry 0 and {t.shape} at entry {i}")
-    d = _dim(dim, tensors[0].ndim + 1, "stack")
-    return cat([t.unsqueeze(d) for t in tensors], d)
-
-
-autograd._use_tensor_type(Tensor)
+autograd.register_tensor_type(Tensor)

@@ -74,12 +74,12 @@ class Module:
         return out
 
     def register_forward_hook(self, hook):
-        from disttrain.tensor import _Handle
-        return _Handle(self._forward_hooks, hook)
+        from disttrain.autograd import RemovableHandle
+        return RemovableHandle(self._forward_hooks, hook)
 
     def register_forward_pre_hook(self, hook):
-        from disttrain.tensor import _Handle
-        return _Handle(self._forward_pre_hooks, hook)
+        from disttrain.autograd import RemovableHandle
+        return RemovableHandle(self._forward_pre_hooks, hook)
 
     # ---------------------------------------------------------------- registration
     def __setattr__(self, name: str, value) -> None:

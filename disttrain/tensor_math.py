@@ -1,0 +1,201 @@
+"""Tensor's arithmetic, comparisons, in-place updates and element-wise maths, as a mixin of
+disttrain.tensor.Tensor (which it does not import: results are made with `self._make`).
+Imports backend, dtypes and ops."""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import TYPE_CHECKING
+
+import numpy
+
+from disttrain import ops
+from disttrain.autograd import GradMode
+from disttrain.backend import get_array_module
+from disttrain.dtypes import default_float, result_type
+from disttrain.shapes import normalize_dim
+
+if TYPE_CHECKING:
+    from disttrain.tensor import Tensor
+
+
+class MathMethods:
+    """Operators and element-wise methods of Tensor (broadcasting through explicit Expand)."""
+
+    __slots__ = ()
+
+    def _lift(self, other) -> Tensor:
+        if isinstance(other, MathMethods):
+            return other
+        xp = get_array_module(self.array)
+        if isinstance(other, numbers.Number) and self.array.dtype.kind in "fc":
+            return self._make(xp.asarray(other, dtype=self.array.dtype))
+        return self._make(xp.asarray(other) if not isinstance(other, float)
+                          else xp.asarray(other, dtype=default_float))
+
+    def _broadcasted(self, other, reverse: bool = False) -> tuple[Tensor, Tensor]:
+        a, b = self, self._lift(other)
+        if reverse:
+            a, b = b, a
+        if a.array.dtype != b.array.dtype:  # type promotion, as numpy/torch
+            dtype = result_type(a, b)
+            a, b = a.to(dtype=dtype), b.to(dtype=dtype)
+        if a.shape == b.shape:
+            return a, b
+        try:
+            shape = numpy.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"broadcast: shapes {a.shape} and {b.shape} are not "
+                             "broadcastable") from None
+        return a.expand(*shape), b.expand(*shape)
+
+    def __add__(self, other):
+        return ops.Add.apply(*self._broadcasted(other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(*self._broadcasted(other, reverse=True))
+
+    def __sub__(self, other):
+        return ops.Sub.apply(*self._broadcasted(other))
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(*self._broadcasted(other, reverse=True))
+
+    def __mul__(self, other):
+        return ops.Mul.apply(*self._broadcasted(other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(*self._broadcasted(other, reverse=True))
+
+    def __truediv__(self, other):
+        return ops.Div.apply(*self._float_pair(other))
+
+    def __rtruediv__(self, other):
+        return ops.Div.apply(*self._float_pair(other, reverse=True))
+
+    def _float_pair(self, other, reverse=False):
+        a, b = self._broadcasted(other, reverse)
+        if a.dtype.kind not in "fc":  # true division of integers gives floats, as torch
+            a, b = a.to(dtype=default_float), b.to(dtype=default_float)
+        return a, b
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, MathMethods):
+            return (self.log() * exponent).exp()
+        return ops.Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base):
+        return (self._lift(base).log() * self).exp() if not isinstance(base, numbers.Number) \
+            else (self * float(numpy.log(base))).exp()
+
+    def _compare(self, other, op):
+        other = other.array if isinstance(other, MathMethods) else other
+        return self._make(op(self.array, other))
+
+    __eq__ = lambda self, o: self._compare(o, operator.eq)  # noqa: E731
+    __ne__ = lambda self, o: self._compare(o, operator.ne)  # noqa: E731
+    __lt__ = lambda self, o: self._compare(o, operator.lt)  # noqa: E731
+    __le__ = lambda self, o: self._compare(o, operator.le)  # noqa: E731
+    __gt__ = lambda self, o: self._compare(o, operator.gt)  # noqa: E731
+    __ge__ = lambda self, o: self._compare(o, operator.ge)  # noqa: E731
+
+    def __invert__(self):
+        return self._make(~self.array)
+
+    def __and__(self, other):
+        return self._compare(other, operator.and_)
+
+    def __or__(self, other):
+        return self._compare(other, operator.or_)
+
+    # in-place arithmetic: allowed only where autograd need not see it (as torch's leaf rule)
+
+    def _inplace(self, name: str, fn) -> Tensor:
+        if GradMode.enabled and self.requires_grad:
+            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation; wrap it in dt.no_grad() or use .data")
+        fn(self.array)
+        return self
+
+    def _other(self, other):
+        return other.array if isinstance(other, MathMethods) else other
+
+    def add_(self, other, alpha=1):
+        o = self._other(other)
+        return self._inplace("add_", lambda a: a.__iadd__(o if alpha == 1 else o * alpha))
+
+    def sub_(self, other, alpha=1):
+        o = self._other(other)
+        return self._inplace("sub_", lambda a: a.__isub__(o if alpha == 1 else o * alpha))
+
+    def mul_(self, other):
+        return self._inplace("mul_", lambda a: a.__imul__(self._other(other)))
+
+    def div_(self, other):
+        return self._inplace("div_", lambda a: a.__itruediv__(self._other(other)))
+
+    def zero_(self):
+        return self._inplace("zero_", lambda a: a.fill(0))
+
+    def fill_(self, value):
+        return self._inplace("fill_", lambda a: a.fill(value))
+
+    def copy_(self, src):
+        return self._inplace("copy_", lambda a: a.__setitem__(..., self._other(src)))
+
+    def clamp_(self, min=None, max=None):
+        xp = get_array_module(self.array)
+        return self._inplace("clamp_", lambda a: xp.clip(a, min, max, out=a))
+
+    __iadd__, __isub__ = add_, sub_
+    __imul__, __itruediv__ = mul_, div_
+
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def rsqrt(self):
+        return 1.0 / self.sqrt()
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def square(self):
+        return self * self
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def clamp(self, min=None, max=None) -> Tensor:
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return ops.Clamp.apply(self, low=min, high=max)
+
+    clip = clamp
+
+    def softmax(self, dim: int) -> Tensor:
+        return self.log_softmax(dim).exp()
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return ops.LogSoftmax.apply(self, axis=normalize_dim(dim, self.ndim, "log_softmax"))
+
+    def sign(self) -> Tensor:
+        return self._make(get_array_module(self.array).sign(self.array))
