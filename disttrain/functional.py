@@ -12,6 +12,7 @@ import numpy
 from disttrain import ops
 from disttrain import random as _random
 from disttrain.backend import get_array_module
+from disttrain.ops.conv import pad2d, window_slices
 from disttrain.tensor import Tensor, no_grad
 
 
@@ -220,9 +221,9 @@ def _avg_divisor(input, kernel, stride, pads, pad, out_hw, count_include_pad):
     counted = xp.ones((h + 2 * pad[0], w + 2 * pad[1]) if count_include_pad else (h, w),
                       input.dtype)
     if not count_include_pad:
-        counted = ops._pad2d(counted, (pad[0], pad[0], pad[1], pad[1]))
-    counted = ops._pad2d(counted, (0, pads[1] - pads[0], 0, pads[3] - pads[2]))
-    windows = ops._window_slices(kernel, stride, (1, 1), out_hw)
+        counted = pad2d(counted, (pad[0], pad[0], pad[1], pad[1]))
+    counted = pad2d(counted, (0, pads[1] - pads[0], 0, pads[3] - pads[2]))
+    windows = window_slices(kernel, stride, (1, 1), out_hw)
     return sum(counted[window] for window in windows)
 
 

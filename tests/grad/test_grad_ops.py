@@ -1,4 +1,4 @@
-"""Numerical gradient check (float64, central differences) of every primitive in ops.py,
+"""Numerical gradient check (float64, central differences) of every primitive in disttrain/ops/,
 driven through its public Tensor method or functional, one line per case; then the composite
 layers and losses once each.
 
@@ -244,7 +244,7 @@ def test_backward_directional(fn, shapes, domain, xp):
 
 
 def test_every_primitive_has_a_case():
-    """Fails when ops.py grows a primitive that no grad case drives (by graph-node name)."""
+    """Fails when disttrain.ops grows a primitive that no grad case drives (by graph-node name)."""
     import disttrain.ops as ops
 
     primitives = {name for name, obj in vars(ops).items()

@@ -1,0 +1,43 @@
+"""Primitive differentiable ops: one class per primitive, forward and backward side by side,
+arrays in and arrays out. Only `Function.apply` makes graph nodes.
+
+Grouped by kind: elementwise (arithmetic, unary maths, activations, where, casts), movement
+(reshape, permute, expand, index, gather, cat), reduce (sum, max), nn (matmul, linear,
+log_softmax, NLL / cross-entropy) and conv (conv2d, pooling). Every Function is re-exported here,
+so `from disttrain import ops; ops.Add` is the way the core names them. Imports autograd and
+backend only: never disttrain.tensor (no import cycle).
+"""
+
+from disttrain.ops.conv import AvgPool2d, Conv2d, MaxPool2d
+from disttrain.ops.elementwise import (
+    Abs,
+    Add,
+    Cast,
+    Clamp,
+    Clone,
+    Div,
+    Erf,
+    Exp,
+    Log,
+    LogSigmoid,
+    Mul,
+    Neg,
+    Pow,
+    ReLU,
+    Sigmoid,
+    Sqrt,
+    Sub,
+    Tanh,
+    ToDevice,
+    Where,
+)
+from disttrain.ops.movement import Cat, Expand, Gather, Index, Permute, Reshape
+from disttrain.ops.nn import CrossEntropy, Linear, LogSoftmax, MatMul, NLLLoss
+from disttrain.ops.reduce import Max, Sum
+
+__all__ = [
+    "Abs", "Add", "AvgPool2d", "Cast", "Cat", "Clamp", "Clone", "Conv2d", "CrossEntropy", "Div",
+    "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
+    "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
+    "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where",
+]  # fmt: skip
