@@ -1,71 +1,43 @@
 """disttrain: a small, fast autograd/nn core on numpy (CPU) or cupy (GPU), scaled out over MPI.
 
     import disttrain as dt, disttrain.nn as nn, disttrain.optim as optim
+
+Importing disttrain imports nothing else: each public name below is loaded on first use
+(disttrain.lazy), so `import disttrain.launch` needs no numpy and no import starts MPI.
 """
 
-from disttrain import cuda, functional  # noqa: F401
-from disttrain.factories import (
-    arange,
-    empty,
-    eye,
-    full,
-    full_like,
-    linspace,
-    ones,
-    ones_like,
-    rand,
-    randint,
-    randn,
-    randperm,
-    zeros,
-    zeros_like,
-)
-from disttrain.random import get_rng_state, manual_seed, set_rng_state
-from disttrain.serialization import load, save
-from disttrain.tensor import (
-    Function,
-    Tensor,
-    bool_,
-    cat,
-    enable_grad,
-    float16,
-    float32,
-    float64,
-    int8,
-    int16,
-    int32,
-    int64,
-    is_grad_enabled,
-    matmul,
-    no_grad,
-    stack,
-    tensor,
-    uint8,
-    where,
-)
-
-bool = bool_  # noqa: A001  NOTE: dt.bool as in torch.bool; the builtin stays reachable as builtins
-float = float32  # noqa: A001
-double = float64
-long = int64
+from disttrain.lazy import attach
 
 __version__ = "0.1.0"
 
+_SUBMODULES = (
+    "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
+    "functional", "launch", "nn", "ops", "optim", "random", "serialization",
+    "tensor_functions",
+)  # fmt: skip
+# NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
+# `import disttrain.tensor` / `from disttrain.tensor import Tensor`
+_FROM = {
+    "disttrain.factories": (
+        "arange", "empty", "eye", "full", "full_like", "linspace", "ones", "ones_like", "rand",
+        "randint", "randn", "randperm", "zeros", "zeros_like"),
+    "disttrain.random": ("get_rng_state", "manual_seed", "set_rng_state"),
+    "disttrain.serialization": ("load", "save"),
+    "disttrain.tensor": (
+        "Function", "Tensor", "bool_", "cat", "enable_grad", "float16", "float32", "float64",
+        "int8", "int16", "int32", "int64", "is_grad_enabled", "matmul", "no_grad", "stack",
+        "tensor", "uint8", "where"),
+    "disttrain.tensor_functions": (
+        "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
+        "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
+        "permute", "squeeze", "unsqueeze", "var", "std", "pow"),
+    "disttrain.backend": ("tune_malloc",),
+}  # fmt: skip
+_ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in builtins)
+    "bool": "disttrain.tensor:bool_", "float": "disttrain.tensor:float32",
+    "double": "disttrain.tensor:float64", "long": "disttrain.tensor:int64",
+}  # fmt: skip
 
-def _unary(name):
-    def fn(input: Tensor, *args, **kwargs) -> Tensor:
-        return getattr(input, name)(*args, **kwargs)
-
-    fn.__name__ = name
-    fn.__doc__ = f"dt.{name}(x, ...) is x.{name}(...)"
-    return fn
-
-
-exp, log, sqrt, abs, sum, mean, max, min = (  # noqa: A001
-    _unary(n) for n in ("exp", "log", "sqrt", "abs", "sum", "mean", "max", "min"))
-argmax, argmin, clamp, flatten, reshape, relu = (
-    _unary(n) for n in ("argmax", "argmin", "clamp", "flatten", "reshape", "relu"))
-sigmoid, tanh, softmax, log_softmax, transpose, permute = (
-    _unary(n) for n in ("sigmoid", "tanh", "softmax", "log_softmax", "transpose", "permute"))
-squeeze, unsqueeze, var, std, pow = (
-    _unary(n) for n in ("squeeze", "unsqueeze", "var", "std", "pow"))
+__getattr__, __dir__, __all__ = attach(
+    __name__, _SUBMODULES,
+    {**{name: module for module, names in _FROM.items() for name in names}, **_ALIASES})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
 import sys
 
 import numpy
@@ -16,16 +14,26 @@ except Exception as e:  # ImportError, or a CUDA driver error raised at import
     cupy, cupyx, _cupy_error = None, None, e
 
 
-def _keep_freed_memory() -> bool:
-    """Asks glibc to keep freed large blocks for reuse instead of returning them to the OS.
+def tune_malloc() -> bool:
+    """Asks glibc to keep freed large blocks for reuse instead of returning them to the OS;
+    True when it took effect (False off Linux/glibc). Process-wide, so opt-in: training
+    scripts and benchmarks call it first thing.
 
     NOTE: every step allocates its activations and gradients afresh. glibc serves blocks of
     16 MB and more (a 2048x2048 float32 gradient) with mmap and unmaps them on free, so each
     step page-faulted 16 MB back in (4,112 faults per deep-MLP step) and MPI moved cold pages;
-    keeping them made that step 6% faster. DISTTRAIN_MALLOC_TUNING=0 turns this off.
+    keeping them made that step 6% faster. The cost: freed memory stays in the process (up to
+    1 GiB untrimmed), which a library must not impose on its host program at import.
+
+    Example:
+        >>> import disttrain as dt
+        >>> dt.tune_malloc()  # before building the model
+        True
     """
-    if not sys.platform.startswith("linux") or os.environ.get("DISTTRAIN_MALLOC_TUNING") == "0":
+    if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # NOTE: here, not at the top: only callers of tune_malloc pay for it
+
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (musl, ...): leave the allocator alone
@@ -33,9 +41,6 @@ def _keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_threshold, 512 * 2**20)) and bool(
         libc.mallopt(m_trim_threshold, 1 * 2**30))
-
-
-MALLOC_TUNED = _keep_freed_memory()
 
 
 def get_array_module(*arrays):

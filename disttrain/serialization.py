@@ -1,8 +1,8 @@
-"""save/load of (nested) state dicts as safetensors files; never pickle. Imports only backend."""
+"""save/load of (nested) state dicts as safetensors files; never pickle. Imports only backend
+and files (the atomic write)."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from disttrain.backend import asnumpy, is_cupy_array
+from disttrain.files import atomic_write
 
 FORMAT = "disttrain"
 FORMAT_VERSION = "1"
@@ -62,7 +63,8 @@ def save(obj: dict, path: str | os.PathLike) -> None:
         "format_version": FORMAT_VERSION,
         STRUCTURE_KEY: json.dumps(structure, separators=(",", ":")),
     }
-    _write_atomic(tensors, metadata, path)
+    with atomic_write(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -170,26 +172,6 @@ def _escape(key: str | int) -> str:
 
 def _where(keys: tuple) -> str:
     return "obj" + "".join(f"[{k!r}]" for k in keys)
-
-
-def _write_atomic(tensors: dict, metadata: dict, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # NOTE: fsync the directory so the rename itself is durable
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _read(path: str) -> tuple[dict, dict]:

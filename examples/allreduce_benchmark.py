@@ -17,7 +17,8 @@ Modes (columns), for every size (4 KB .. 64 MB in powers of 4, plus 64 MB as 4 x
            includes DataParallel's copy (and 1/n scaling) of the gradients into its buckets
   dp_inplace  the same, but the .grads already live in the buckets (as sync_grads leaves
            them), so only the in-place 1/n scaling and the all-reduces remain
-  dp16     the same with grad_dtype=float16 (half the bytes on the wire); its bandwidth counts
+  dp16     the same with comm_hooks.fp16_compress_hook (half the bytes on the wire); its
+           bandwidth counts
            the float32 gradient bytes, i.e. what the user gets. A second table gives the error
            float16 exchange adds: max |dp16 - exact mean| against the same for float32
 Timing (as ../shared/bench/mpi_allreduce.py): barrier, time one call, per-iteration time =
@@ -135,8 +136,8 @@ def rebind(model, arrays):
 
 # ------------------------------------------------------------------------------ sizes table
 def bench_sizes(args, comm, MPI, timer):
-    import disttrain as dt
     import disttrain.distributed as dist
+    from disttrain.distributed import comm_hooks
 
     n, rank = comm.size, comm.rank
     modes = [m for m in args.modes.split(",") if m]
@@ -164,12 +165,14 @@ def bench_sizes(args, comm, MPI, timer):
             calls["comm"] = (lambda buf=buf: comm.allreduce_(buf), reset)
             calls["mpi4py"] = (lambda buf=buf: comm.mpi_comm.Allreduce(MPI.IN_PLACE, buf,
                                                                        op=MPI.SUM), reset)
-            for mode, gdt in (("dp", None), ("dp_inplace", None), ("dp16", "float16")):
+            for mode, hook in (("dp", None), ("dp_inplace", None),
+                               ("dp16", comm_hooks.fp16_compress_hook)):
                 if mode not in modes:
                     continue
                 model = flat_model(total, args.param_kb << 10, seed=0)
-                dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb,
-                                       grad_dtype=None if gdt is None else getattr(dt, gdt))
+                dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb)
+                if hook is not None:
+                    dp.register_comm_hook(None, hook)
                 arrays = fill_grads(model, rng)
                 calls[mode] = (dp.sync_grads,
                                None if mode == "dp_inplace" else rebind(model, arrays))
@@ -199,17 +202,18 @@ def bench_sizes(args, comm, MPI, timer):
 
 def fp16_error(args, comm, MPI):
     """max |DataParallel mean - exact (float64) mean| for float32 and float16 exchange."""
-    import disttrain as dt
     import disttrain.distributed as dist
+    from disttrain.distributed import comm_hooks
 
     out = []
     nbytes = 4 << 20
     for scale in (1.0, 1e-3, 1e-5):
         row = {"grad_scale": scale}
-        for label, gdt in (("float32", None), ("float16", dt.float16)):
+        for label, hook in (("float32", None), ("float16", comm_hooks.fp16_compress_hook)):
             model = flat_model(nbytes, args.param_kb << 10, seed=0)
-            dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb,
-                                   grad_dtype=gdt)
+            dp = dist.DataParallel(model, comm=comm, bucket_cap_mb=args.bucket_cap_mb)
+            if hook is not None:
+                dp.register_comm_hook(None, hook)
             rng = np.random.default_rng(77 + comm.rank)  # same grads for both dtypes
             arrays = fill_grads(model, rng, scale)
             exact = [g.astype(np.float64) for g in arrays]
@@ -392,7 +396,12 @@ def main(argv=None):
 
     from mpi4py import MPI
 
+    import disttrain
     import disttrain.distributed as dist
+
+    # NOTE: opt in to glibc keeping freed blocks (disttrain.backend.tune_malloc): gradients
+    # are reallocated every step, and MPI moved cold, freshly page-faulted pages without it
+    disttrain.tune_malloc()
 
     comm = dist.init()
     comm.barrier()

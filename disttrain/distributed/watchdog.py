@@ -1,17 +1,17 @@
 """Per-rank heartbeats for the launcher's watchdog (`disttrain-launch --timeout S`).
 
 `heartbeat(phase, step)` only stores (phase, step, time.time()) in memory, so it is cheap
-enough for the hot path. When DISTTRAIN_HEARTBEAT_DIR is set (the launcher sets it), the first
-call starts a daemon thread that writes `<dir>/rank-{rank:05d}.json` atomically (tmp file, then
-os.replace) about every 0.5 s:
+enough for the hot path. When the launcher set a heartbeat directory (disttrain.env
+.heartbeat_dir()), the first call starts a daemon thread that writes
+`<dir>/rank-{rank:05d}.json` atomically (disttrain.files.atomic_write) about every 0.5 s:
 
     {"rank": 1, "host": "node1", "pid": 4242, "phase": "backward", "step": 17,
      "beat_time": 1767225600.25}
 
 `beat_time` is the time of the last heartbeat() call, not of the write, so a rank stuck in a
 collective keeps an old beat_time while its writer thread still runs. Without the variable,
-heartbeat() is a no-op apart from the stored tuple. No mpi4py here: the rank comes from the
-launcher's environment.
+heartbeat() is a no-op apart from the stored tuple. No mpi4py and no numpy here: the rank
+comes from the launcher's environment.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 
-from disttrain.distributed.env import rank_env
+from disttrain import env
+from disttrain.files import atomic_write
 
-ENV_VAR = "DISTTRAIN_HEARTBEAT_DIR"
 INTERVAL_S = 0.5
 
 
@@ -48,7 +48,7 @@ def heartbeat(phase: str, step: int | None = None) -> None:
 
 def _start() -> None:
     _State.started = True
-    directory = os.environ.get(ENV_VAR)
+    directory = env.heartbeat_dir()
     if directory:
         _State.writer = _Writer(directory)
         _State.writer.start()
@@ -64,7 +64,7 @@ def _reset() -> None:
 class _Writer(threading.Thread):
     def __init__(self, directory: str):
         super().__init__(name="disttrain-heartbeat", daemon=True)
-        self.rank = rank_env()[0]
+        self.rank = env.rank_env()[0]
         self.path = os.path.join(directory, f"rank-{self.rank:05d}.json")
         self.host = socket.gethostname()
         self._stop_event = threading.Event()
@@ -91,7 +91,7 @@ class _Writer(threading.Thread):
         phase, step, beat_time = last
         record = {"rank": self.rank, "host": self.host, "pid": os.getpid(), "phase": phase,
                   "step": step, "beat_time": beat_time}
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
+        # NOTE: not durable (no fsync): rewritten every 0.5 s and worthless after a crash; the
+        # atomic rename alone keeps the launcher from reading a torn file
+        with atomic_write(self.path, durable=False) as tmp, open(tmp, "w") as f:
             json.dump(record, f)
-        os.replace(tmp, self.path)

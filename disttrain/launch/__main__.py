@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from disttrain import env
 from disttrain.launch import commands, reports
 from disttrain.launch.process import kill_session
 
@@ -31,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "jobs.")
     p.add_argument("-n", "--nprocs", type=int, required=True, help="number of ranks")
     p.add_argument("--hostfile", help="MPI hostfile (Open MPI --hostfile, MPICH -f)")
-    p.add_argument("--checkpoint-dir", help="exported to the script as DISTTRAIN_CHECKPOINT_DIR")
+    p.add_argument("--checkpoint-dir", help=f"exported to the script as {env.CHECKPOINT_DIR}")
     p.add_argument("--max-restarts", type=int, default=0, help="restarts after a failure")
     p.add_argument("--timeout", type=float, default=None,
                    help="kill the job when a rank's last heartbeat is older than this (s)")

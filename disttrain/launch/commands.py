@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 
+from disttrain import env
+
 RANK_WRAPPER = str(pathlib.Path(__file__).with_name("_rank.py"))
 
 
@@ -61,10 +63,6 @@ def mpi_flavour(mpirun: str) -> str:
     return detect_mpi(out.stdout + out.stderr)
 
 
-def default_threads(cores: int, nprocs: int) -> int:
-    return max(1, cores // max(1, nprocs))
-
-
 def build_command(flavour: str, mpirun: str, job: Job, *, is_root: bool, cores: int
                   ) -> tuple[list[str], list[str]]:
     """(argv, notes): the full mpirun command for `job` and the notes to print about what was
@@ -102,14 +100,15 @@ def build_command(flavour: str, mpirun: str, job: Job, *, is_root: bool, cores: 
 
 def job_env(environ, nprocs: int, cores: int, heartbeat_dir: str, checkpoint_dir: str | None,
             attempt: int, log_dir: str) -> dict[str, str]:
-    """The variables the launcher exports to every rank."""
-    env = {"DISTTRAIN_HEARTBEAT_DIR": heartbeat_dir, "DISTTRAIN_RESTART_COUNT": str(attempt),
-           "DISTTRAIN_LOG_DIR": log_dir, "PYTHONUNBUFFERED": "1"}
+    """The variables the launcher exports to every rank (OMP_NUM_THREADS: the user's, else
+    disttrain.env.threads_per_rank, the rule dist.init() applies too)."""
+    exported = {env.HEARTBEAT_DIR: heartbeat_dir, env.RESTART_COUNT: str(attempt),
+                env.LOG_DIR: log_dir, "PYTHONUNBUFFERED": "1"}
     if checkpoint_dir:
-        env["DISTTRAIN_CHECKPOINT_DIR"] = checkpoint_dir
-    env["OMP_NUM_THREADS"] = environ.get("OMP_NUM_THREADS") or str(default_threads(cores,
-                                                                                    nprocs))
-    return env
+        exported[env.CHECKPOINT_DIR] = checkpoint_dir
+    exported["OMP_NUM_THREADS"] = (environ.get("OMP_NUM_THREADS")
+                                   or str(env.threads_per_rank(cores, nprocs)))
+    return exported
 
 
 def split_passthrough(values: list[str]) -> list[str]:

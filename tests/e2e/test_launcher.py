@@ -24,9 +24,10 @@ comm.allreduce_(numpy.zeros(4))
 KILL_FIRST_ATTEMPT = '''
 import os, pathlib, signal, time
 from mpi4py import MPI
+from disttrain import env
 
 comm = MPI.COMM_WORLD
-marker = pathlib.Path(os.environ["DISTTRAIN_CHECKPOINT_DIR"]) / "attempted"
+marker = pathlib.Path(env.checkpoint_dir()) / "attempted"
 comm.Barrier()
 first = not marker.exists()
 comm.Barrier()

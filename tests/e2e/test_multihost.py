@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from disttrain.env import under_mpi_launcher
+
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 60
 
@@ -48,7 +50,7 @@ def mpi_skip_reason() -> str | None:
     version = subprocess.run([mpirun, "--version"], capture_output=True, text=True, timeout=30)
     if "Open MPI" not in version.stdout + version.stderr:
         return f"{mpirun} is not Open MPI (the ssh-agent stand-in is PRRTE's plm_ssh_agent)"
-    if any(v in os.environ for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
+    if under_mpi_launcher():
         return "already running under an MPI launcher"
     return None
 
@@ -80,7 +82,7 @@ for name, value in sorted(model.state_dict().items()):
     digest.update(name.encode())
     digest.update(np.ascontiguousarray(np.asarray(value)).tobytes())
 info = {"rank": comm.rank, "size": comm.size, "host": socket.gethostname(),
-        "local_size": os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE"),
+        "local_size": dist.rank_env()[3],  # as the launcher exported it
         "digest": digest.hexdigest(), "losses": losses}
 everyone = comm.allgather_obj(info)
 if comm.rank == 0:
@@ -164,7 +166,7 @@ def _check(setup, rc: int, out: str, elapsed: float) -> None:
     ranks = json.loads(lines[0][len("RESULT "):])
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["size"] == 2 for r in ranks)
     # two nodes of one rank each: nothing could use shared memory between them
-    assert [r["local_size"] for r in ranks] == ["1", "1"], ranks
+    assert [r["local_size"] for r in ranks] == [1, 1], ranks
     assert ranks[0]["host"] != ranks[1]["host"] and ranks[1]["host"] == "fakehost-127.0.0.2"
     assert ranks[0]["digest"] == ranks[1]["digest"], "parameters differ across ranks"
     assert ranks[0]["losses"] != ranks[1]["losses"]  # different data, same weights: all-reduced

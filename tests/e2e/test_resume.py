@@ -25,6 +25,7 @@ import os, signal, sys
 import numpy
 import disttrain as dt, disttrain.nn as nn, disttrain.optim as optim
 import disttrain.distributed as dist
+from disttrain import env
 from disttrain.data import DataLoader, DistributedSampler, TensorDataset
 
 steps, kill_rank, kill_step, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -40,10 +41,10 @@ sampler = DistributedSampler(data, comm.size, comm.rank, shuffle=True, seed=1)
 loader = DataLoader(data, batch_size=4, sampler=sampler)
 dt.manual_seed(10 + comm.rank)
 state = {"epoch": 0}
-ckpt = dist.CheckpointManager(os.environ.get("DISTTRAIN_CHECKPOINT_DIR", out + ".ckpt"), comm)
+ckpt = dist.CheckpointManager(env.checkpoint_dir(out + ".ckpt"), comm)
 step = ckpt.restore(model=model, optimizer=opt, scheduler=sched, loader=loader, state=state)
 it = iter(loader)
-first_attempt = os.environ.get("DISTTRAIN_RESTART_COUNT", "0") == "0"
+first_attempt = env.restart_count() == 0
 while step < steps:
     try:
         x, y = next(it)

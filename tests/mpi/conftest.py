@@ -23,6 +23,7 @@ import threading
 import pytest
 
 import disttrain.distributed as dist
+from disttrain import env
 
 HERE = pathlib.Path(__file__).parent
 # NOTE: a test that hangs (a collective not every rank entered) prints every thread's stack and
@@ -32,7 +33,7 @@ TEST_TIMEOUT_S = 120
 
 def _launcher_rank() -> str:
     """This process's world rank as the MPI launcher exported it ("0" when not launched)."""
-    return os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ.get("PMI_RANK") or "0"
+    return str(env.rank_env()[0])
 
 
 @pytest.hookimpl(tryfirst=True)

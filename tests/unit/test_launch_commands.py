@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from disttrain import env
 from disttrain.launch import commands
 from disttrain.launch.commands import Job, build_command, detect_mpi
 
@@ -62,13 +63,21 @@ def test_mpich_argv():
 
 
 def test_job_env_defaults_threads_and_exports_dirs():
-    env = commands.job_env({}, nprocs=2, cores=8, heartbeat_dir="/h", checkpoint_dir="/c",
-                           attempt=1, log_dir="/l")
-    assert env["OMP_NUM_THREADS"] == "4" and env["DISTTRAIN_CHECKPOINT_DIR"] == "/c"
-    assert env["DISTTRAIN_HEARTBEAT_DIR"] == "/h" and env["DISTTRAIN_RESTART_COUNT"] == "1"
-    env = commands.job_env({"OMP_NUM_THREADS": "3"}, 16, 8, "/h", None, 0, "/l")
-    assert env["OMP_NUM_THREADS"] == "3" and "DISTTRAIN_CHECKPOINT_DIR" not in env
-    assert commands.default_threads(2, 16) == 1
+    exported = commands.job_env({}, nprocs=2, cores=8, heartbeat_dir="/h", checkpoint_dir="/c",
+                                attempt=1, log_dir="/l")
+    assert exported["OMP_NUM_THREADS"] == "4" and exported[env.CHECKPOINT_DIR] == "/c"
+    assert exported[env.HEARTBEAT_DIR] == "/h" and exported[env.RESTART_COUNT] == "1"
+    assert exported[env.LOG_DIR] == "/l"
+    exported = commands.job_env({"OMP_NUM_THREADS": "3"}, 16, 8, "/h", None, 0, "/l")
+    assert exported["OMP_NUM_THREADS"] == "3" and env.CHECKPOINT_DIR not in exported
+    # oversubscribed: the shared rule never gives 0 threads
+    assert commands.job_env({}, 16, 2, "/h", None, 0, "/l")["OMP_NUM_THREADS"] == "1"
+
+
+def test_what_the_launcher_exports_is_what_the_rank_reads():
+    exported = commands.job_env({}, 2, 8, "/h", "/c", 2, "/l")
+    assert (env.heartbeat_dir(exported), env.checkpoint_dir(environ=exported),
+            env.restart_count(exported), env.log_dir(exported)) == ("/h", "/c", 2, "/l")
 
 
 def test_passthrough_is_shell_split():

@@ -1,5 +1,5 @@
 """disttrain.distributed.watchdog.heartbeat: in-memory on the hot path, an atomic per-rank
-JSON file from a background thread when DISTTRAIN_HEARTBEAT_DIR is set."""
+JSON file from a background thread when the launcher set a heartbeat directory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from disttrain import env
 from disttrain.distributed import watchdog
 
 
@@ -31,7 +32,7 @@ def _wait_for(path, predicate, timeout=5.0):
 
 
 def test_writes_rank_file_with_last_beat_time(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTTRAIN_HEARTBEAT_DIR", str(tmp_path))
+    monkeypatch.setenv(env.HEARTBEAT_DIR, str(tmp_path))
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
     before = time.time()
@@ -47,18 +48,18 @@ def test_writes_rank_file_with_last_beat_time(tmp_path, monkeypatch):
     watchdog.heartbeat("all-reduce", 8)
     record = _wait_for(path, lambda r: r["step"] == 8)
     assert record["phase"] == "all-reduce" and record["beat_time"] > first
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert os.listdir(tmp_path) == ["rank-00003.json"]  # no temporary file left behind
 
 
 def test_noop_without_env(tmp_path, monkeypatch):
-    monkeypatch.delenv("DISTTRAIN_HEARTBEAT_DIR", raising=False)
+    monkeypatch.delenv(env.HEARTBEAT_DIR, raising=False)
     monkeypatch.chdir(tmp_path)
     watchdog.heartbeat("forward", 1)
     assert watchdog._State.writer is None and not os.listdir(tmp_path)
 
 
 def test_hot_path_is_cheap(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTTRAIN_HEARTBEAT_DIR", str(tmp_path))
+    monkeypatch.setenv(env.HEARTBEAT_DIR, str(tmp_path))
     watchdog.heartbeat("warmup")
     start = time.perf_counter()
     for i in range(10000):

@@ -1,5 +1,6 @@
-"""BLAS threads per rank: a pure function of cores, ranks on the node and the environment, and
-how dist.init() applies it (no MPI needed)."""
+"""BLAS threads per rank: the one threads-per-rank rule (disttrain.env, shared by the
+launcher and dist.init()), a pure function of cores, ranks on the node and the environment,
+and how dist.init() applies it (no MPI needed)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import types
 import pytest
 
 from disttrain.distributed import comm as comm_module
-from disttrain.distributed.comm import blas_threads_per_rank
-
-BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from disttrain.env import BLAS_THREAD_VARS as BLAS_VARS
+from disttrain.env import blas_threads_per_rank, threads_per_rank
 
 
 @pytest.mark.parametrize("cores, local_size, expected", [
@@ -26,6 +26,7 @@ BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 ])
 def test_cores_divided_by_ranks_on_the_node(cores, local_size, expected):
     assert blas_threads_per_rank(cores, local_size, {}) == expected
+    assert threads_per_rank(cores, local_size) == expected
 
 
 @pytest.mark.parametrize("var", BLAS_VARS)

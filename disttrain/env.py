@@ -1,0 +1,160 @@
+"""Every setting disttrain reads from the environment, and the launchers' rank variables.
+
+Stdlib only (the launcher imports it without numpy). It is the ONLY module that reads a
+`DISTTRAIN_*` variable (tests/unit/test_env.py enforces it): each setting has a name constant,
+which writers use (the launcher exporting them to ranks, tests setting them), and one function
+that reads it at call time, so a test can set os.environ first.
+
+Example:
+    >>> checkpoint_dir("ckpt", environ={CHECKPOINT_DIR: "/scratch/run1"})  # os.environ by default
+    '/scratch/run1'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import NamedTuple
+
+# ---------------------------------------------------------------- disttrain's own settings
+HEARTBEAT_DIR = "DISTTRAIN_HEARTBEAT_DIR"  # set by disttrain-launch: where ranks write beats
+CHECKPOINT_DIR = "DISTTRAIN_CHECKPOINT_DIR"  # set by disttrain-launch --checkpoint-dir
+RESTART_COUNT = "DISTTRAIN_RESTART_COUNT"  # set by disttrain-launch: 0 on the first attempt
+LOG_DIR = "DISTTRAIN_LOG_DIR"  # set by disttrain-launch: this attempt's per-rank logs
+CUDA_AWARE = "DISTTRAIN_CUDA_AWARE"  # "0"/"1": overrides MPI's own CUDA-awareness answer
+MPI_TESTS = "DISTTRAIN_MPI_TESTS"  # "1": collect tests/mpi (the MPI test runner sets it)
+HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or commas
+SLOTS = "DISTTRAIN_SLOTS"  # docker/make_hostfile.py: ranks per host
+
+
+def _get(name: str, environ: Mapping[str, str] | None) -> str | None:
+    return (os.environ if environ is None else environ).get(name)
+
+
+def heartbeat_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """The directory heartbeat files go to, None when no launcher watches this rank."""
+    return _get(HEARTBEAT_DIR, environ) or None
+
+
+def checkpoint_dir(default: str | None = None, environ: Mapping[str, str] | None = None
+                   ) -> str | None:
+    """The checkpoint directory disttrain-launch --checkpoint-dir chose, else `default`."""
+    return _get(CHECKPOINT_DIR, environ) or default
+
+
+def restart_count(environ: Mapping[str, str] | None = None) -> int:
+    """How many times disttrain-launch restarted this job (0: first attempt or no launcher)."""
+    return int(_get(RESTART_COUNT, environ) or 0)
+
+
+def log_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """This attempt's per-rank log directory under disttrain-launch, else None."""
+    return _get(LOG_DIR, environ) or None
+
+
+def cuda_aware(environ: Mapping[str, str] | None = None) -> bool | None:
+    """True/False when the user forced MPI's CUDA-awareness ("1"/"0"), None to ask MPI."""
+    value = _get(CUDA_AWARE, environ)
+    if value is None:
+        return None
+    if value not in ("0", "1"):
+        raise ValueError(f"{CUDA_AWARE}: expected '0' or '1', got {value!r}")
+    return value == "1"
+
+
+def mpi_tests(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the multi-rank tests were asked for explicitly."""
+    return _get(MPI_TESTS, environ) == "1"
+
+
+def hosts(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Host names from DISTTRAIN_HOSTS (separated by spaces or commas); [] when unset."""
+    return (_get(HOSTS, environ) or "").replace(",", " ").split()
+
+
+def slots(default: int = 1, environ: Mapping[str, str] | None = None) -> int:
+    """Ranks per host from DISTTRAIN_SLOTS, else `default`."""
+    value = _get(SLOTS, environ)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ValueError(f"{SLOTS}: expected an integer, got {value!r}") from None
+
+
+# ---------------------------------------------------------------- the launchers' rank variables
+class LauncherVars(NamedTuple):
+    """The variables one launcher sets in every rank's environment."""
+
+    launcher: str
+    rank: str
+    size: str
+    local_rank: str
+    local_size: str
+
+
+# NOTE: in order of preference: Open MPI also exports PMIX_*, and an mpirun inside a Slurm
+# allocation leaves the allocation's SLURM_* in place, so the MPI launcher's own variables win.
+RANK_VARIABLES = (
+    LauncherVars("Open MPI", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                 "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+    LauncherVars("PMIx", "PMIX_RANK", "PMIX_SIZE", "PMIX_LOCAL_RANK", "PMIX_LOCAL_SIZE"),
+    LauncherVars("MPICH/Hydra", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+    LauncherVars("Slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+                 "SLURM_NTASKS_PER_NODE"),
+)
+
+
+def rank_env(environ: Mapping[str, str] | None = None) -> tuple[int, int, int, int]:
+    """(rank, size, local_rank, local_size) as the launcher exported them, readable before MPI
+    starts; (0, 1, 0, 1) when no MPI launcher or Slurm started this process.
+
+    Example:
+        >>> rank_env({"PMI_RANK": "3", "PMI_SIZE": "4"})
+        (3, 4, 3, 4)
+    """
+    environ = os.environ if environ is None else environ
+    for row in RANK_VARIABLES:
+        if row.rank in environ and row.size in environ:
+            rank, size = int(environ[row.rank]), int(environ[row.size])
+            local_rank = int(environ.get(row.local_rank, rank))
+            # NOTE: SLURM_NTASKS_PER_NODE may read "2(x3)"; the count is before the "("
+            local_size = int(str(environ.get(row.local_size, size)).split("(")[0].split(",")[0])
+            if not 0 <= rank < size:
+                raise ValueError(f"{row.rank}={rank} is outside [0, {row.size}={size})")
+            return rank, size, local_rank, local_size
+    return 0, 1, 0, 1
+
+
+def launched_with_mpi(environ: Mapping[str, str] | None = None) -> bool:
+    """True when an MPI launcher (or srun) started more than one rank."""
+    return rank_env(environ)[1] > 1
+
+
+def under_mpi_launcher(environ: Mapping[str, str] | None = None) -> bool:
+    """True when an MPI launcher (mpirun, mpiexec, srun --mpi) started this process, even as
+    a single rank. Plain Slurm variables do not count: an sbatch script has them too."""
+    environ = os.environ if environ is None else environ
+    return any(row.size in environ for row in RANK_VARIABLES if row.launcher != "Slurm")
+
+
+# ---------------------------------------------------------------- threads per rank
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_per_rank(cores: int, ranks: int) -> int:
+    """The compute threads each of `ranks` ranks sharing `cores` cores gets: never 0.
+
+    Example:
+        >>> threads_per_rank(16, 3), threads_per_rank(2, 4)
+        (5, 1)
+    """
+    return max(1, cores // max(1, ranks))
+
+
+def blas_threads_per_rank(cores: int, local_size: int, environ: Mapping[str, str]
+                          ) -> int | None:
+    """The default BLAS threads of one rank (None when the user set any of BLAS_THREAD_VARS):
+    the node's cores divided among the ranks on it."""
+    if any(v in environ for v in BLAS_THREAD_VARS):
+        return None
+    return threads_per_rank(cores, local_size)

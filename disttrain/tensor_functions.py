@@ -1,0 +1,31 @@
+"""The free functions that call a Tensor method of the same name (`dt.exp(x)` is `x.exp()`),
+as torch.exp and friends do. Nothing here is an op of its own."""
+
+from __future__ import annotations
+
+from disttrain.tensor import Tensor
+
+
+def _method(name: str):
+    def fn(input: Tensor, *args, **kwargs) -> Tensor:
+        return getattr(input, name)(*args, **kwargs)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"dt.{name}(x, ...) is x.{name}(...)"
+    return fn
+
+
+__all__ = [
+    "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
+    "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
+    "permute", "squeeze", "unsqueeze", "var", "std", "pow",
+]  # fmt: skip
+
+exp, log, sqrt, abs, sum, mean, max, min = (  # noqa: A001
+    _method(n) for n in ("exp", "log", "sqrt", "abs", "sum", "mean", "max", "min"))
+argmax, argmin, clamp, flatten, reshape, relu = (
+    _method(n) for n in ("argmax", "argmin", "clamp", "flatten", "reshape", "relu"))
+sigmoid, tanh, softmax, log_softmax, transpose, permute = (
+    _method(n) for n in ("sigmoid", "tanh", "softmax", "log_softmax", "transpose", "permute"))
+squeeze, unsqueeze, var, std, pow = (
+    _method(n) for n in ("squeeze", "unsqueeze", "var", "std", "pow"))
