@@ -16,7 +16,9 @@ from disttrain.ops.conv import pad2d, window_slices
 from disttrain.tensor import Tensor, no_grad
 
 
-def _pair(value, name: str) -> tuple[int, int]:
+def as_pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints (kernel sizes, strides ...) as an (h, w) pair; `name` is the
+    argument in the error message, e.g. "conv2d: stride"."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or not all(isinstance(v, (int, numpy.integer)) for v in pair):
         raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
@@ -132,7 +134,7 @@ def _conv_pads(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
         totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
         return (totals[0] // 2, totals[0] - totals[0] // 2, totals[1] // 2,
                 totals[1] - totals[1] // 2)
-    ph, pw = _pair(padding, "conv2d: padding")
+    ph, pw = as_pair(padding, "conv2d: padding")
     return (ph, ph, pw, pw)
 
 
@@ -156,7 +158,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise ValueError(f"conv2d: out_channels={weight.shape[0]} is not divisible by "
                          f"groups={groups}")
     _check_float_pair("conv2d", input, weight, "input", "weight")
-    stride, dilation = _pair(stride, "conv2d: stride"), _pair(dilation, "conv2d: dilation")
+    stride, dilation = as_pair(stride, "conv2d: stride"), as_pair(dilation, "conv2d: dilation")
     kernel = weight.shape[2:]
     pads = _conv_pads(padding, kernel, dilation, stride)
     out_hw = tuple((size + lo + hi - d * (k - 1) - 1) // s + 1 for size, lo, hi, d, k, s in zip(
@@ -172,9 +174,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode):
     if input.ndim not in (3, 4):
         raise ValueError(f"{op}: expected a 3-D or 4-D input (N, C, H, W), got {input.shape}")
-    kernel = _pair(kernel_size, f"{op}: kernel_size")
-    stride = kernel if stride is None or stride == [] else _pair(stride, f"{op}: stride")
-    pad, dilation = _pair(padding, f"{op}: padding"), _pair(dilation, f"{op}: dilation")
+    kernel = as_pair(kernel_size, f"{op}: kernel_size")
+    stride = kernel if stride is None or stride == [] else as_pair(stride, f"{op}: stride")
+    pad, dilation = as_pair(padding, f"{op}: padding"), as_pair(dilation, f"{op}: dilation")
     if any(p * 2 > k for p, k in zip(pad, kernel)):
         raise ValueError(f"{op}: pad should be at most half of effective kernel size, but got "
                          f"pad={pad}, kernel_size={kernel}")
@@ -276,7 +278,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_reduction(op: str, reduction: str) -> None:
+def check_reduction(op: str, reduction: str) -> None:
+    """Raises ValueError naming `op` unless `reduction` is "mean", "sum" or "none"."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
@@ -313,7 +316,7 @@ def _check_targets(op: str, labels, classes: int, ignore_index: int) -> None:
 
 
 def _class_index_loss(op: str, primitive, input, target, weight, ignore_index, reduction):
-    _check_reduction(op, reduction)
+    check_reduction(op, reduction)
     shape = target.shape
     input, target = _class_last(op, input, target)
     classes = input.shape[1]
@@ -336,7 +339,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                   ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy on logits (N, C, ...) with class-index or probability targets."""
-    _check_reduction("cross_entropy", reduction)
+    check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got "
                          f"{label_smoothing}")
@@ -372,7 +375,7 @@ def _smooth_loss(logp, target, weight, ignore_index, reduction, class_dim):
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input shape {input.shape} and target shape "
                          f"{target.shape} differ; reshape one so they match")
@@ -384,7 +387,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
                                      weight: Tensor | None = None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:
     """Sigmoid + binary cross-entropy in one numerically stable expression."""
-    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    check_reduction("binary_cross_entropy_with_logits", reduction)
     if input.shape != target.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: target shape {target.shape} must "
                          f"match input shape {input.shape}")

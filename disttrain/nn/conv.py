@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from disttrain import functional as F
-from disttrain.nn.layers import _empty, _init_weight_and_bias
+from disttrain.functional import as_pair
+from disttrain.nn import functional as F
+from disttrain.nn.layers import empty_parameter, init_weight_and_bias
 from disttrain.nn.module import Module
 from disttrain.tensor import Tensor
 
@@ -40,11 +41,11 @@ class Conv2d(Module):
         if isinstance(padding, str) and padding not in ("valid", "same"):
             raise ValueError(f"Conv2d: padding must be 'valid', 'same' or ints, got {padding!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = F._pair(kernel_size, "Conv2d: kernel_size")
-        self.stride, self.dilation = F._pair(stride, "stride"), F._pair(dilation, "dilation")
-        self.padding = padding if isinstance(padding, str) else F._pair(padding, "padding")
-        weight = _empty((out_channels, in_channels // groups, *self.kernel_size), dtype)
-        _init_weight_and_bias(self, weight, bias, dtype, device, generator)
+        self.kernel_size = as_pair(kernel_size, "Conv2d: kernel_size")
+        self.stride, self.dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
+        self.padding = padding if isinstance(padding, str) else as_pair(padding, "padding")
+        weight = empty_parameter((out_channels, in_channels // groups, *self.kernel_size), dtype)
+        init_weight_and_bias(self, weight, bias, dtype, device, generator)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,

@@ -7,24 +7,24 @@ from collections import OrderedDict
 
 import numpy
 
-from disttrain import functional as F
+from disttrain.nn import functional as F
 from disttrain.nn import init
 from disttrain.nn.module import Module, Parameter
 from disttrain.tensor import Tensor
 
 
-def _empty(shape, dtype=None) -> Parameter:
+def empty_parameter(shape, dtype=None) -> Parameter:
     """A zero-filled float Parameter, filled by an initialiser right after."""
     return Parameter(numpy.zeros(shape, dtype=numpy.dtype(dtype or "float32")))
 
 
-def _init_weight_and_bias(module: Module, weight: Parameter, bias: bool, dtype, device,
+def init_weight_and_bias(module: Module, weight: Parameter, bias: bool, dtype, device,
                           generator) -> None:
     """Registers `weight` and a bias (or None) on `module` with torch's default initialisation
     for Linear and Conv layers, then moves them to `device`."""
     module.weight = weight
     if bias:
-        module.bias = _empty((weight.shape[0],), dtype)
+        module.bias = empty_parameter((weight.shape[0],), dtype)
     else:
         module.register_parameter("bias", None)
     _reset_fan_in(module.weight, module.bias, generator)
@@ -36,7 +36,7 @@ def _reset_fan_in(weight: Parameter, bias: Parameter | None, generator) -> None:
     """torch's Linear/Conv default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
     init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     if bias is not None:
-        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        fan_in, _ = init.calculate_fan_in_and_fan_out(weight)
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
         init.uniform_(bias, -bound, bound, generator)
 
@@ -71,8 +71,8 @@ class Linear(Module):
         # matrix: then x @ W.T and the weight gradient are plain BLAS NN/TN products, ~25%
         # faster than the NT product for the (batch x in) @ (in x out) shapes of an MLP.
         # Shape, names and state_dict (row-major copies) stay torch's.
-        weight = Parameter(_empty((in_features, out_features), dtype).array.T)
-        _init_weight_and_bias(self, weight, bias, dtype, device, generator)
+        weight = Parameter(empty_parameter((in_features, out_features), dtype).array.T)
+        init_weight_and_bias(self, weight, bias, dtype, device, generator)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
@@ -208,7 +208,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype=None, *, generator=None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = _empty((num_embeddings, embedding_dim), dtype)
+        self.weight = empty_parameter((num_embeddings, embedding_dim), dtype)
         init.normal_(self.weight, generator=generator)
 
     def forward(self, input: Tensor) -> Tensor:

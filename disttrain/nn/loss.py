@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from disttrain import functional as F
+from disttrain.functional import check_reduction
+from disttrain.nn import functional as F
 from disttrain.nn.module import Module
 from disttrain.tensor import Tensor
 
@@ -10,7 +11,7 @@ from disttrain.tensor import Tensor
 class _Loss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        F._check_reduction(type(self).__name__, reduction)
+        check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from disttrain import functional as F
+from disttrain.nn import functional as F
 from disttrain.nn.module import Module, Parameter
 from disttrain.tensor import Tensor
 
