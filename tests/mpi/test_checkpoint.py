@@ -161,3 +161,30 @@ def test_pipeline_stages_write_their_own_shards(comm, ckpt_dir):
     assert all(numpy.array_equal(a, b) for a, b in zip(saved, _params(pipe.module)))
     assert [f for f in files if f.startswith("shard")] == [f"shard-{s:05d}.safetensors"
                                                           for s in range(comm.size)]
+
+
+class _LooksDistributed(nn.Module):
+    """A user's module that happens to have `.grid`, `.comm` and `.no_sync` attributes: being
+    neither a Pipeline nor a DataParallel, its state is this rank's own."""
+
+    def __init__(self, comm, rank: int):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.fc.weight.array[...] = rank  # a different model on every rank
+        self.grid = type("Grid", (), {"stage_index": 0, "dp_rank": 1})()
+        self.comm = comm
+
+    def no_sync(self):
+        return contextlib.nullcontext()
+
+
+def test_duck_typed_objects_get_per_rank_shards(comm, ckpt_dir):
+    model = _LooksDistributed(comm, comm.rank)
+    ckpt = dist.CheckpointManager(ckpt_dir, comm)
+    ckpt.save(1, model=model)
+    model.fc.weight.array[...] = -1
+    step = ckpt.restore(model=model)
+    files = sorted(os.listdir(os.path.join(ckpt_dir, "step-00000001")))
+    assert step == 1 and (model.fc.weight.array == comm.rank).all()
+    assert [f for f in files if f.startswith("shard")] == [f"shard-{r:05d}.safetensors"
+                                                          for r in range(comm.size)]
