@@ -200,3 +200,11 @@ def test_unknown_action_kind_is_an_error():
     x, y = dt.tensor(numpy.zeros((2, 4))), dt.tensor(numpy.zeros(2, numpy.int64))
     with pytest.raises(ValueError, match=r"Pipeline: unknown action kind 'W' in namespace"):
         executor.step([x], [y], nn.CrossEntropyLoss())
+
+
+def test_pipeline_still_imports_from_its_old_module():
+    from disttrain.distributed.pipeline import pipeline, stage
+
+    assert stage.Pipeline is pipeline.Pipeline
+    with pytest.raises(AttributeError, match=r"has no attribute 'Nope'"):
+        stage.Nope  # noqa: B018

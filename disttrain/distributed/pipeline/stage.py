@@ -60,10 +60,11 @@ def decode_header(header: numpy.ndarray) -> tuple[int, int, str, tuple[int, ...]
         >>> decode_header(encode_header(2, FORWARD, numpy.zeros((5, 8))))
         (2, 0, 'float64', (5, 8))
     """
-    magic, microbatch, direction, code, ndim = (int(v) for v in header[:5])
+    values = header.tolist()  # NOTE: Python ints, one conversion for the whole header
+    magic, microbatch, direction, code, ndim = values[:5]
     if magic != MAGIC or not 0 <= code < len(DTYPES) or not 0 <= ndim <= MAX_NDIM:
         return None
-    return microbatch, direction, DTYPES[code], tuple(int(d) for d in header[5:5 + ndim])
+    return microbatch, direction, DTYPES[code], tuple(values[5:5 + ndim])
 
 
 class PipelineStage:
