@@ -28,6 +28,14 @@ def result_type(a, b) -> numpy.dtype:
     return numpy.result_type(a.dtype, b.dtype)
 
 
+def check_same_dtype(op: str, a, b, a_name: str, b_name: str) -> None:
+    """Raises TypeError naming `op` and both arguments when `a` and `b` (Tensors or arrays)
+    have different dtypes, pointing to the conversion."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"{op}: {a_name} dtype {a.dtype} and {b_name} dtype {b.dtype} should be "
+                        f"the same; convert one with .to({b.dtype}) or .to({a.dtype})")
+
+
 def as_array(data, dtype=None, device=None):
     """Any array-like (list, scalar, numpy/cupy array) to a backend array.
 

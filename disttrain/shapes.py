@@ -36,3 +36,12 @@ def normalize_axes(dim, ndim: int, op: str) -> tuple:
         return tuple(range(ndim))
     dims = dim if isinstance(dim, (tuple, list)) else (dim,)
     return tuple(sorted(normalize_dim(d, ndim, op) for d in dims))
+
+
+def as_pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints (kernel sizes, strides ...) as an (h, w) pair; `name` is the
+    argument in the error message, e.g. "conv2d: stride"."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, (int, numpy.integer)) for v in pair):
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])

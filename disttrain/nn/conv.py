@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from disttrain.functional import as_pair
 from disttrain.nn import functional as F
 from disttrain.nn.layers import empty_parameter, init_weight_and_bias
 from disttrain.nn.module import Module
+from disttrain.shapes import as_pair
 from disttrain.tensor import Tensor
 
 

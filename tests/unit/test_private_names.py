@@ -10,8 +10,9 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "disttrain"
-CORE = sorted([ROOT / "autograd.py", ROOT / "dtypes.py", ROOT / "factories.py",
-               ROOT / "functional.py", ROOT / "shapes.py", *ROOT.glob("tensor*.py"),
+CORE = sorted([*(ROOT / f"{n}.py" for n in (
+                   "autograd", "dtypes", "factories", "functional", "functional_conv", "shapes",
+                   "tensor", "tensor_math", "tensor_reduce", "tensor_shape")),
                *(ROOT / "ops").glob("*.py"),
                *(ROOT / "nn" / n for n in ("layers.py", "conv.py", "loss.py",
                                           "normalization.py", "functional.py"))])
