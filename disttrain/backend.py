@@ -6,6 +6,8 @@ import sys
 
 import numpy
 
+from disttrain import env
+
 _cupy_error: Exception | None = None
 try:  # NOTE: cupy is optional; remember why it is missing so errors can say so.
     import cupy
@@ -17,7 +19,8 @@ except Exception as e:  # ImportError, or a CUDA driver error raised at import
 def tune_malloc() -> bool:
     """Asks glibc to keep freed large blocks for reuse instead of returning them to the OS;
     True when it took effect (False off Linux/glibc). Process-wide, so opt-in: training
-    scripts and benchmarks call it first thing.
+    scripts and benchmarks call it first thing, or DISTTRAIN_TUNE_MALLOC=1 in the environment
+    has this module call it when it loads (the launch scripts' way, no code change).
 
     NOTE: every step allocates its activations and gradients afresh. glibc serves blocks of
     16 MB and more (a 2048x2048 float32 gradient) with mmap and unmaps them on free, so each
@@ -41,6 +44,10 @@ def tune_malloc() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
     return bool(libc.mallopt(m_mmap_threshold, 512 * 2**20)) and bool(
         libc.mallopt(m_trim_threshold, 1 * 2**30))
+
+
+if env.tune_malloc():  # NOTE: only on the user's explicit request; never by default
+    tune_malloc()
 
 
 def get_array_module(*arrays):

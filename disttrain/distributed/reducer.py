@@ -13,6 +13,7 @@ import weakref
 
 import numpy
 
+from disttrain import env
 from disttrain.backend import get_array_module
 from disttrain.distributed.buckets import assign_buckets
 from disttrain.distributed.comm_hooks import GradBucket, allreduce_hook
@@ -140,7 +141,7 @@ def has_spare_core(local_size: int, cores: int | None = None) -> bool:
     overlapping made the deep MLP's step 10% slower)."""
     if cores is None:
         cores = os.cpu_count() or 1
-    return cores >= 2 * local_size
+    return env.threads_per_rank(cores, local_size) >= 2  # NOTE: the launcher's rule too
 
 
 def _hook_name(hook) -> str:

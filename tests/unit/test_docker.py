@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from disttrain import env
+
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra: pip install -e '.[dev]'")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,8 +86,8 @@ def test_head_command_generates_the_hostfile(compose):
 
 
 def test_compose_forces_tcp_between_containers(compose):
-    env = compose["services"]["head"]["environment"]
-    assert env["OMPI_MCA_pml"] == "ob1" and env["OMPI_MCA_btl"] == "tcp,self"
+    head_env = compose["services"]["head"]["environment"]
+    assert head_env["OMPI_MCA_pml"] == "ob1" and head_env["OMPI_MCA_btl"] == "tcp,self"
 
 
 def test_dockerfile_ssh_keys_at_build_time_and_package():
@@ -127,8 +129,8 @@ def test_hostfile_rejects_bad_input():
 
 
 def test_hostfile_cli_reads_the_compose_file(tmp_path, monkeypatch, compose):
-    monkeypatch.delenv("DISTTRAIN_HOSTS", raising=False)
-    monkeypatch.delenv("DISTTRAIN_SLOTS", raising=False)
+    monkeypatch.delenv(env.HOSTS, raising=False)
+    monkeypatch.delenv(env.SLOTS, raising=False)
     out = tmp_path / "etc" / "hostfile"
     assert mh.main(["--compose", str(COMPOSE), "--slots", "2", "-o", str(out)]) == 0
     hosts = ["head", *sorted(_workers(compose), key=lambda n: int(n[6:]))]
@@ -136,7 +138,7 @@ def test_hostfile_cli_reads_the_compose_file(tmp_path, monkeypatch, compose):
     # as a program, with the environment overriding the compose file
     env_run = subprocess.run(
         [sys.executable, str(DOCKER / "make_hostfile.py")], capture_output=True, text=True,
-        env={"DISTTRAIN_HOSTS": "n1,n2", "DISTTRAIN_SLOTS": "3", "PATH": "/usr/bin:/bin"},
+        env={env.HOSTS: "n1,n2", env.SLOTS: "3", "PATH": "/usr/bin:/bin"},
         timeout=60)
     assert env_run.returncode == 0, env_run.stderr
     assert env_run.stdout == mh.HEADER + "n1 slots=3\nn2 slots=3\n"

@@ -78,6 +78,10 @@ def test_settings_are_read_at_call_time(monkeypatch):
             env.cuda_aware(), env.mpi_tests(), env.hosts(), env.slots()) == (
         None, None, 0, None, None, False, [], 1)
     assert env.checkpoint_dir("ckpt") == "ckpt"
+    monkeypatch.delenv(env.TUNE_MALLOC, raising=False)
+    assert env.tune_malloc() is False
+    monkeypatch.setenv(env.TUNE_MALLOC, "1")
+    assert env.tune_malloc() is True
     monkeypatch.setenv(env.HEARTBEAT_DIR, "/h")
     monkeypatch.setenv(env.CHECKPOINT_DIR, "/c")
     monkeypatch.setenv(env.RESTART_COUNT, "2")

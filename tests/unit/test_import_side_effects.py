@@ -15,6 +15,7 @@ import sys
 import pytest
 
 import disttrain
+from disttrain import env
 
 REPO = pathlib.Path(disttrain.__file__).resolve().parents[1]
 HEAVY = ("numpy", "mpi4py", "cupy")
@@ -109,10 +110,17 @@ print(json.dumps({"at_import": at_import, "tuned": tuned,
 
 
 def test_malloc_is_tuned_only_on_request():
-    result = json.loads(run_python(SPY_ON_MALLOPT))
+    environ = {k: v for k, v in os.environ.items() if k != env.TUNE_MALLOC}
+    result = json.loads(run_python(SPY_ON_MALLOPT, env=environ))
     assert result["at_import"] == []
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert result["tuned"] is True and result["after_call"] == ["libc.so.6"]
+
+
+def test_the_environment_variable_asks_for_malloc_tuning_at_load():
+    result = json.loads(run_python(SPY_ON_MALLOPT, env={**os.environ, env.TUNE_MALLOC: "1"}))
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert result["at_import"] == ["libc.so.6"]
 
 
 # ---------------------------------------------------------------- dist.init()'s flags
