@@ -25,8 +25,8 @@ and both frameworks, then round 2 ...), as ../shared/bench/run_all.py.
 Before each run the driver waits up to --wait-idle seconds for the machine to be idle, and
 warns (per run and in the summary) when other jobs were using the CPU.
 
-torch workers mirror ../shared/bench/torch_ddp_ref.py: rank and size from Open MPI's
-OMPI_COMM_WORLD_RANK/SIZE (or PMIX_RANK / PMI_RANK / SLURM_PROCID), gloo rendezvous over
+torch workers mirror ../shared/bench/torch_ddp_ref.py: rank and size from the MPI launcher's
+environment (disttrain.env.rank_env: Open MPI, PMIx, MPICH/Hydra or Slurm), gloo rendezvous over
 tcp://127.0.0.1:<free port>; they never import mpi4py. The torch DDP run therefore assumes
 one host; --no-torch on a cluster.
 
@@ -148,12 +148,9 @@ def worker_disttrain(args):
 
 
 def _env_rank_size():
-    for rank_var, size_var in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-                               ("PMIX_RANK", "OMPI_COMM_WORLD_SIZE"),
-                               ("PMI_RANK", "PMI_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if rank_var in os.environ and size_var in os.environ:
-            return int(os.environ[rank_var]), int(os.environ[size_var])
-    return 0, 1
+    from disttrain.env import rank_env  # NOTE: stdlib only: no mpi4py in the torch workers
+
+    return rank_env()[:2]
 
 
 def worker_torch(args):
