@@ -64,4 +64,5 @@ def _keeping(attributes: Mapping[str, str]) -> type:
                 return
             super().__setattr__(name, value)
 
+    LazyModule.__qualname__ = "LazyModule"
     return LazyModule

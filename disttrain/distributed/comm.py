@@ -203,7 +203,8 @@ class _World:
 def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> Communicator:
     """Starts MPI (once) and returns the world Communicator. Importing disttrain never starts
     MPI; this call does (MPI_Init_thread with MPI_THREAD_MULTIPLE, unless already started, e.g.
-    by `python -m mpi4py`), and MPI is finalized at exit.
+    by `python -m mpi4py`), and MPI is finalized at exit. A script that also calls mpi4py
+    directly calls this first (or imports mpi4py.MPI before disttrain, which starts MPI then).
 
     The flags choose what else the first call changes in this process (later calls return the
     same Communicator and change nothing):
