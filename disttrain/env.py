@@ -23,7 +23,6 @@ RESTART_COUNT = "DISTTRAIN_RESTART_COUNT"  # set by disttrain-launch: 0 on the f
 LOG_DIR = "DISTTRAIN_LOG_DIR"  # set by disttrain-launch: this attempt's per-rank logs
 CUDA_AWARE = "DISTTRAIN_CUDA_AWARE"  # "0"/"1": overrides MPI's own CUDA-awareness answer
 TUNE_MALLOC = "DISTTRAIN_TUNE_MALLOC"  # "1": disttrain.backend.tune_malloc() when it loads
-MPI_TESTS = "DISTTRAIN_MPI_TESTS"  # "1": collect tests/mpi (the MPI test runner sets it)
 HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or commas
 SLOTS = "DISTTRAIN_SLOTS"  # docker/make_hostfile.py: ranks per host
 
@@ -66,11 +65,6 @@ def cuda_aware(environ: Mapping[str, str] | None = None) -> bool | None:
 def tune_malloc(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the user asked for glibc's allocator tuning without changing the script."""
     return _get(TUNE_MALLOC, environ) == "1"
-
-
-def mpi_tests(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the multi-rank tests were asked for explicitly."""
-    return _get(MPI_TESTS, environ) == "1"
 
 
 def hosts(environ: Mapping[str, str] | None = None) -> list[str]:

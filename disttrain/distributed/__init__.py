@@ -13,6 +13,7 @@ _FROM = {
     "disttrain.data": ("DistributedSampler",),
     "disttrain.distributed.buckets": ("assign_buckets",),
     "disttrain.distributed.checkpoint": ("CheckpointManager",),
+    "disttrain.distributed.comm_hooks": ("GradBucket",),
     "disttrain.distributed.comm": (
         "Communicator", "get_rank", "get_world_size", "init", "is_initialized"),
     "disttrain.distributed.data_parallel": ("DataParallel",),
@@ -22,7 +23,8 @@ _FROM = {
     "disttrain.env": ("launched_with_mpi", "rank_env"),
 }  # fmt: skip
 _SUBMODULES = (
-    "buckets", "checkpoint", "comm", "data_parallel", "grid", "pipeline", "watchdog",
+    "buckets", "checkpoint", "comm", "comm_hooks", "data_parallel", "grid", "pipeline",
+    "reducer", "watchdog",
 )  # fmt: skip
 
 __getattr__, __dir__, __all__ = attach(

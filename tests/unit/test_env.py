@@ -72,11 +72,11 @@ def test_documented_names():
 
 def test_settings_are_read_at_call_time(monkeypatch):
     for name in (env.HEARTBEAT_DIR, env.CHECKPOINT_DIR, env.RESTART_COUNT, env.LOG_DIR,
-                 env.CUDA_AWARE, env.MPI_TESTS, env.HOSTS, env.SLOTS):
+                 env.CUDA_AWARE, env.HOSTS, env.SLOTS):
         monkeypatch.delenv(name, raising=False)
     assert (env.heartbeat_dir(), env.checkpoint_dir(), env.restart_count(), env.log_dir(),
-            env.cuda_aware(), env.mpi_tests(), env.hosts(), env.slots()) == (
-        None, None, 0, None, None, False, [], 1)
+            env.cuda_aware(), env.hosts(), env.slots()) == (
+        None, None, 0, None, None, [], 1)
     assert env.checkpoint_dir("ckpt") == "ckpt"
     monkeypatch.delenv(env.TUNE_MALLOC, raising=False)
     assert env.tune_malloc() is False
@@ -86,12 +86,11 @@ def test_settings_are_read_at_call_time(monkeypatch):
     monkeypatch.setenv(env.CHECKPOINT_DIR, "/c")
     monkeypatch.setenv(env.RESTART_COUNT, "2")
     monkeypatch.setenv(env.CUDA_AWARE, "0")
-    monkeypatch.setenv(env.MPI_TESTS, "1")
     monkeypatch.setenv(env.HOSTS, "head, worker1 worker2")
     monkeypatch.setenv(env.SLOTS, "4")
     assert (env.heartbeat_dir(), env.checkpoint_dir("ckpt"), env.restart_count(),
-            env.cuda_aware(), env.mpi_tests(), env.hosts(), env.slots()) == (
-        "/h", "/c", 2, False, True, ["head", "worker1", "worker2"], 4)
+            env.cuda_aware(), env.hosts(), env.slots()) == (
+        "/h", "/c", 2, False, ["head", "worker1", "worker2"], 4)
 
 
 def test_an_empty_directory_variable_means_unset():
