@@ -20,7 +20,7 @@ def tune_malloc() -> bool:
     """Asks glibc to keep freed large blocks for reuse instead of returning them to the OS;
     True when it took effect (False off Linux/glibc). Process-wide, so opt-in: training
     scripts and benchmarks call it first thing, or DISTTRAIN_TUNE_MALLOC=1 in the environment
-    has this module call it when it loads (the launch scripts' way, no code change).
+    has this module call it when it loads (for a script you would rather not change).
 
     NOTE: every step allocates its activations and gradients afresh. glibc serves blocks of
     16 MB and more (a 2048x2048 float32 gradient) with mmap and unmaps them on free, so each

@@ -18,10 +18,10 @@ Modes (columns), for every size (4 KB .. 64 MB in powers of 4, plus 64 MB as 4 x
   dp_inplace  the same, but the .grads already live in the buckets (as sync_grads leaves
            them), so only the in-place 1/n scaling and the all-reduces remain
   dp16     the same with comm_hooks.fp16_compress_hook (half the bytes on the wire); its
-           bandwidth counts
-           the float32 gradient bytes, i.e. what the user gets. A second table gives the error
-           float16 exchange adds: max |dp16 - exact mean| against the same for float32
-Timing (as ../shared/bench/mpi_allreduce.py): barrier, time one call, per-iteration time =
+           bandwidth counts the float32 gradient bytes, i.e. what the user gets. A second
+           table gives the error float16 exchange adds: max |dp16 - exact mean| against the
+           same for float32
+Timing (as the usual MPI all-reduce benchmarks): barrier, time one call, per-iteration time =
 max over ranks, median over the iterations after warm-up (>= 20; the modes are interleaved
 in --blocks blocks so machine noise hits them alike). algbw = bytes / time,
 busbw = algbw * 2 (n - 1) / n.

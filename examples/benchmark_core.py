@@ -1,6 +1,6 @@
 """Times one full training step (zero_grad, forward, loss, backward, SGD step) at 1 BLAS thread:
-disttrain, a hand-written numpy MLP (the "speed of light", as ../shared/bench/numpy_ref.py) and,
-when installed, PyTorch CPU (as ../shared/bench/torch_ref.py). The three are interleaved round
+disttrain, a hand-written numpy MLP (forward and backward written out by hand: the "speed of
+light" for numpy) and, when installed, PyTorch CPU. The three are interleaved round
 by round in one process so machine noise hits them alike; ratios are per round, then medians.
 Peak memory is measured in a fresh subprocess per (framework, model).
 
@@ -88,7 +88,7 @@ def make_torch(kind, sizes, xs, ys):
 
 
 class _NumpyMLP:
-    """The hand-written reference step of ../shared/bench/numpy_ref.py (SGD), verbatim maths."""
+    """The hand-written reference step: the MLP's forward, backward and SGD update in numpy."""
 
     def __init__(self, sizes, rng, lr=0.01):
         self.W, self.b, self.lr = [], [], lr

@@ -20,12 +20,12 @@ disttrain the exposed communication is DataParallel.stats['wait_s'] (the time th
 backward waited for the all-reduces) / tN, and comm is stats['comm_s'] (the time the
 communication thread spent in MPI). Ratios are computed per round; tables show the median
 over --rounds rounds [min-max]. Rounds interleave everything (round 1 runs all rank counts
-and both frameworks, then round 2 ...), as ../shared/bench/run_all.py.
+and both frameworks, then round 2 ...).
 
 Before each run the driver waits up to --wait-idle seconds for the machine to be idle, and
 warns (per run and in the summary) when other jobs were using the CPU.
 
-torch workers mirror ../shared/bench/torch_ddp_ref.py: rank and size from the MPI launcher's
+torch workers are a plain PyTorch DDP training loop: rank and size from the MPI launcher's
 environment (disttrain.env.rank_env: Open MPI, PMIx, MPICH/Hydra or Slurm), gloo rendezvous over
 tcp://127.0.0.1:<free port>; they never import mpi4py. The torch DDP run therefore assumes
 one host; --no-torch on a cluster.
@@ -224,7 +224,7 @@ def _mpirun_cmd(args, k, worker):
     cmd = [mpirun, "-n", str(k)]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
-    cmd += ["--oversubscribe"]  # NOTE: as BASELINE.md's runs (ranks unbound); also allows k > cores
+    cmd += ["--oversubscribe"]  # NOTE: ranks unbound (as the reference runs); also allows k > cores
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         cmd += ["-x", f"{var}={args.threads}"]
     cmd += args.mpirun_args.split()

