@@ -2,8 +2,9 @@
 
 Conv2d(1, 32, 3, 1) -> ReLU -> MaxPool2d(2) -> flatten -> Linear(32*13*13, 128) -> ReLU ->
 Linear(128, 10), Adam(lr=1e-3), CrossEntropyLoss. Prints the training loss and validation accuracy
-of every epoch. With no arguments it trains on the embedded digits (scikit-learn's 1,797 8x8
-images, upscaled and padded to 28x28; no download); `--data-dir` points it at real MNIST IDX files.
+of every epoch, one line each (rank 0 also draws a progress bar when stdout is a terminal). With
+no arguments it trains on the embedded digits (scikit-learn's 1,797 8x8 images, upscaled and
+padded to 28x28; no download); `--data-dir` points it at real MNIST IDX files.
 
 The same script runs in one process or under mpirun: with more than one rank it wraps the model
 in DataParallel and shards the data with DistributedSampler. --batch-size is the global batch
@@ -67,10 +68,26 @@ def evaluate(model, loader, comm=None) -> float:
     return correct / max(total, 1)
 
 
+def shows_progress_bar(rank: int, stream=None, disabled: bool = False) -> bool:
+    """Whether to draw the tqdm bar: on rank 0 only, and only when `stream` (default: stdout,
+    where the bar is drawn) is a terminal.
+
+    NOTE: under disttrain-launch or a pipe every tqdm refresh becomes a line of its own (~30 an
+    epoch in the launcher's console and the rank logs); there the epoch summary is the progress.
+
+    Example:
+        >>> import io
+        >>> shows_progress_bar(0, io.StringIO())
+        False
+    """
+    stream = sys.stdout if stream is None else stream
+    return rank == 0 and not disabled and stream.isatty()
+
+
 def train_epoch(model, loader, optimizer, loss_fn, epoch, show_progress) -> float:
     batches = loader
     if show_progress:
-        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+        batches = tqdm(loader, desc=f"epoch {epoch}", leave=False, file=sys.stdout)
     total, count = 0.0, 0
     for x, y in batches:
         optimizer.zero_grad()
@@ -95,7 +112,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", help="write the trained weights here (safetensors)")
     ap.add_argument("--json", help="write per-epoch metrics here")
-    ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no tqdm progress bar (it shows only on rank 0 and only when stdout is "
+                         "a terminal; otherwise one line per epoch)")
     ap.add_argument("--checkpoint-dir", default=dt.env.checkpoint_dir(),
                     help="save every epoch here and resume from it (default: "
                          f"${dt.env.CHECKPOINT_DIR}, set by disttrain-launch --checkpoint-dir)")
@@ -140,7 +159,7 @@ def main(argv=None):
         if comm:
             sampler.set_epoch(epoch)
         loss = train_epoch(model, train_loader, optimizer, loss_fn, epoch,
-                           not args.no_progress and rank == 0)
+                           shows_progress_bar(rank, disabled=args.no_progress))
         if comm:
             loss = comm.allreduce_obj(loss) / size
         accuracy = evaluate(model, val_loader, comm)
