@@ -21,6 +21,7 @@ HEARTBEAT_DIR = "DISTTRAIN_HEARTBEAT_DIR"  # set by disttrain-launch: where rank
 CHECKPOINT_DIR = "DISTTRAIN_CHECKPOINT_DIR"  # set by disttrain-launch --checkpoint-dir
 RESTART_COUNT = "DISTTRAIN_RESTART_COUNT"  # set by disttrain-launch: 0 on the first attempt
 LOG_DIR = "DISTTRAIN_LOG_DIR"  # set by disttrain-launch: this attempt's per-rank logs
+START_FRESH = "DISTTRAIN_START_FRESH"  # "1": disttrain-launch --start-fresh, first attempt only
 CUDA_AWARE = "DISTTRAIN_CUDA_AWARE"  # "0"/"1": overrides MPI's own CUDA-awareness answer
 TUNE_MALLOC = "DISTTRAIN_TUNE_MALLOC"  # "1": disttrain.backend.tune_malloc() when it loads
 HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or commas
@@ -50,6 +51,15 @@ def restart_count(environ: Mapping[str, str] | None = None) -> int:
 def log_dir(environ: Mapping[str, str] | None = None) -> str | None:
     """This attempt's per-rank log directory under disttrain-launch, else None."""
     return _get(LOG_DIR, environ) or None
+
+
+def start_fresh(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether CheckpointManager should move existing checkpoints aside and start at step 0
+    ("1", set by disttrain-launch --start-fresh on its first attempt only); False when unset."""
+    value = _get(START_FRESH, environ) or "0"
+    if value not in ("0", "1"):
+        raise ValueError(f"{START_FRESH}: expected '0' or '1', got {value!r}")
+    return value == "1"
 
 
 def cuda_aware(environ: Mapping[str, str] | None = None) -> bool | None:

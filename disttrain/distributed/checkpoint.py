@@ -6,48 +6,50 @@ Layout of `dir`:
                                            (written once per stage: by data-parallel rank 0)
     step-00000100/rank-00003.json          rank 3's own state: RNGs, data position, user dicts
     latest                                 "step-00000100", replaced atomically after commit
+    lock                                   flock'd by world rank 0: one job per directory
+    previous-20240101T000000Z/             earlier checkpoints a fresh start moved aside
 Commit protocol: write into step-N.tmp/, fsync every file, rank 0 writes the manifest last,
 renames the directory, fsyncs the parent, then replaces `latest`; old checkpoints are removed
-only after that. Tensors go in safetensors files, everything else in JSON; never pickle.
+only after that, and only those of this run's lineage (an id in the manifest, carried on by
+restores). Saved work is never deleted nor silently started over: see `restore`. Tensors go in
+safetensors files, everything else in JSON; never pickle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy
 
+from disttrain import env, serialization
 from disttrain import random as _random
-from disttrain import serialization
 from disttrain.data import DataLoader, Sampler
+from disttrain.distributed.checkpoint_lock import DirectoryLock
+from disttrain.distributed.checkpoint_store import (
+    FORMAT_VERSION,
+    LATEST,
+    MANIFEST,
+    PREFIX,
+    describe,
+    lineage_of,
+    move_aside,
+    new_lineage,
+    read_manifest,
+    saved_work_names,
+    scan,
+    sha256_of,
+    step_dir,
+    write_json,
+)
 from disttrain.distributed.comm import Communicator, init
 from disttrain.distributed.watchdog import heartbeat
 from disttrain.files import fsync_dir, write_text_atomic
-
-FORMAT_VERSION = 1
-_PREFIX = "step-"
-
-
-def _write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _step_dir(step: int) -> str:
-    return f"{_PREFIX}{step:08d}"
 
 
 def _is_rank_state(obj) -> bool:
@@ -77,11 +79,19 @@ def _shard_of(stateful: dict, rank: int) -> tuple[int, bool]:
 class CheckpointManager:
     """Saves and restores model, optimizer, scheduler, data position, RNGs and user dicts.
 
+    World rank 0 holds an exclusive lock on `dir` from construction to `close()` (or the end of
+    the process), so a second job on the same directory is refused on every rank, naming the
+    holder. Also a context manager (`with CheckpointManager(...) as ckpt:`).
+
     Args:
         dir: the checkpoint directory (shared by all ranks).
         comm: the world Communicator (default: dist.init()).
-        keep_last: committed checkpoints to keep; older ones are deleted after a commit.
+        keep_last: committed checkpoints of this run to keep; older ones are deleted after a
+            commit (checkpoints other runs wrote are never deleted).
         async_save: snapshot on the host, then write and commit in a background thread.
+        start_fresh: the first `restore()` moves existing checkpoints intact into
+            `dir/previous-<UTC time>/` and returns 0 instead of resuming; None reads
+            DISTTRAIN_START_FRESH (set by `disttrain-launch --start-fresh`, first attempt only).
 
     Example:
         >>> ckpt = dist.CheckpointManager("ckpt", comm, keep_last=3)
@@ -90,27 +100,66 @@ class CheckpointManager:
         ...     train_one_step()
         ...     if (step + 1) % 100 == 0:
         ...         ckpt.save(step + 1, model=dp, optimizer=opt, loader=loader)
+        >>> ckpt.close()
     """
 
     def __init__(self, dir, comm: Communicator | None = None, keep_last: int = 3,
-                 async_save: bool = False):
+                 async_save: bool = False, start_fresh: bool | None = None):
         if keep_last < 1:
             raise ValueError(f"CheckpointManager: keep_last must be >= 1, got {keep_last}")
         self.dir, self.keep_last, self.async_save = Path(dir), keep_last, async_save
         self.comm = comm if comm is not None else init()
+        self._start_fresh = env.start_fresh() if start_fresh is None else bool(start_fresh)
+        self._lineage: str | None = None  # NOTE: used by rank 0 alone (it writes manifests)
+        self._release = self._lock_collectively()
         # NOTE: a communicator of its own, so a background save's collectives never interleave
         # with training's (MPI_THREAD_MULTIPLE allows threads on different communicators)
         self._ckpt_comm = self.comm.split(0)
         self._pending: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._closed = False
+
+    def _lock_collectively(self) -> weakref.finalize | None:
+        """Rank 0 creates and locks `dir`; its verdict is broadcast, so a refusal raises on
+        every rank (never a hang). The lock is dropped by close() or when self is collected."""
+        lock, refusal = None, None
         if self.comm.rank == 0:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        self.comm.barrier()
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                lock = DirectoryLock(self.dir)
+            except (OSError, RuntimeError) as e:
+                refusal = str(e)
+        refusal = self.comm.bcast_obj(refusal)
+        if refusal is not None:
+            raise RuntimeError(f"CheckpointManager: rank {self.comm.rank}: {refusal}")
+        return weakref.finalize(self, lock.release) if lock is not None else None
+
+    def close(self) -> None:
+        """Waits for a background save, then releases the directory lock. Idempotent; not a
+        collective."""
+        try:
+            self.wait()
+        finally:
+            self._closed = True
+            if self._release is not None:
+                self._release()
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _check_open(self, op: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"CheckpointManager.{op}: rank {self.comm.rank}: the manager of "
+                               f"{self.dir} is closed; create a new one")
 
     # ---------------------------------------------------------------- save
     def save(self, step: int, **stateful) -> None:
         """Writes a checkpoint of `stateful` (name=object) for `step`, committed atomically."""
         heartbeat("checkpoint", step)
+        self._check_open("save")
         self.wait()
         stage, writes_shard = _shard_of(stateful, self.comm.rank)
         shard, rank_state = {}, {"rng": {"default": _random.get_rng_state()}}
@@ -157,87 +206,171 @@ class CheckpointManager:
 
     def _write_and_commit(self, step: int, stage: int, shard, rank_state) -> None:
         comm, rank = self._ckpt_comm, self._ckpt_comm.rank
-        tmp = self.dir / (_step_dir(step) + ".tmp")
-        if rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        comm.barrier()
+        tmp = self.dir / (step_dir(step) + ".tmp")
+        refusal = self._prepare(step, tmp) if rank == 0 else None
+        refusal = comm.bcast_obj(refusal)
+        if refusal is not None:
+            raise RuntimeError(f"CheckpointManager.save: rank {rank}: {refusal}")
         written = []
         if shard is not None:
             path = tmp / f"shard-{stage:05d}.safetensors"
             serialization.save(shard, path)  # NOTE: atomic and fsynced
             written.append(path)
         path = tmp / f"rank-{rank:05d}.json"
-        _write_json(path, rank_state)
+        write_json(path, rank_state)
         written.append(path)
-        files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p), "rank": rank}
+        files = {p.name: {"size": p.stat().st_size, "sha256": sha256_of(p), "rank": rank}
                  for p in written}
         everyone = comm.allgather_obj(files)
         if rank == 0:
             manifest = {"format_version": FORMAT_VERSION, "step": step, "world_size": comm.size,
+                        "lineage": self._lineage,
                         "files": {k: v for ranks in everyone for k, v in ranks.items()}}
-            _write_json(tmp / "manifest.json", manifest)
-            final = self.dir / _step_dir(step)
-            shutil.rmtree(final, ignore_errors=True)
+            write_json(tmp / MANIFEST, manifest)
+            final = self.dir / step_dir(step)
+            shutil.rmtree(final, ignore_errors=True)  # NOTE: this run's own (see _prepare)
             os.replace(tmp, final)
             fsync_dir(self.dir)
-            write_text_atomic(self.dir / "latest", _step_dir(step) + "\n")
+            write_text_atomic(self.dir / LATEST, step_dir(step) + "\n")
             self._retain()
         comm.barrier()
 
+    def _prepare(self, step: int, tmp: Path) -> str | None:
+        """Rank 0: an empty `tmp`, or why this save must not happen: `step`'s directory exists
+        and this run did not write it (another run's work is never overwritten)."""
+        if self._lineage is None:  # NOTE: save() without restore(): a run of its own
+            self._lineage = new_lineage()
+        final = self.dir / step_dir(step)
+        theirs = lineage_of(final, step) if final.exists() else self._lineage
+        if theirs != self._lineage:
+            owner = (f"its manifest names lineage {theirs!r}" if theirs is not None
+                     else "it has no valid manifest naming a lineage")
+            return (f"{final} exists and this run did not write it ({owner}; this run's "
+                    f"lineage is {self._lineage!r}); refusing to overwrite it. Call restore() "
+                    "before saving to continue from it, pass start_fresh=True to move old "
+                    "checkpoints aside, or use another directory")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        except OSError as e:
+            return f"cannot create {tmp} ({e})"
+        return None
+
     def _retain(self) -> None:
-        for old in self.committed_steps()[:-self.keep_last]:
-            shutil.rmtree(self.dir / _step_dir(old), ignore_errors=True)
+        """Deletes this run's committed checkpoints beyond keep_last; no other run's."""
+        mine = [s for s in self.committed_steps()
+                if lineage_of(self.dir / step_dir(s), s) == self._lineage]
+        for old in mine[:-self.keep_last]:
+            shutil.rmtree(self.dir / step_dir(old), ignore_errors=True)
 
     def committed_steps(self) -> list[int]:
         """Steps with a committed directory (manifest present), oldest first."""
         steps = []
-        for entry in self.dir.glob(_PREFIX + "*"):
-            name = entry.name[len(_PREFIX):]
-            if name.isdigit() and (entry / "manifest.json").is_file():
+        for entry in self.dir.glob(PREFIX + "*"):
+            name = entry.name[len(PREFIX):]
+            if name.isdigit() and (entry / MANIFEST).is_file():
                 steps.append(int(name))
         return sorted(steps)
 
     # ---------------------------------------------------------------- restore
     def restore(self, **stateful) -> int:
         """Loads the newest checkpoint that every rank can verify into `stateful`; returns its
-        step, or 0 when there is none. A corrupted newest checkpoint is skipped with a warning
-        naming the file and rank."""
+        step, or 0 when `dir` holds none. A corrupted checkpoint (a file failing its size or
+        sha256, a missing or malformed manifest) is skipped with a warning naming the file
+        and rank; skipped checkpoints newer than the one loaded are moved intact into
+        `dir/rejected-<UTC time>/`, so this run never overwrites them. When `dir` holds saved
+        work (`latest` or a `step-N` directory) but nothing is restorable, raises on every
+        rank naming what it found, unless `start_fresh` was given."""
         heartbeat("restore")
+        self._check_open("restore")
         self.wait()
-        candidates = self.comm.bcast_obj(self.committed_steps()[::-1] if self.comm.rank == 0
-                                         else None)
+        plan = self.comm.bcast_obj(self._plan() if self.comm.rank == 0 else None)
+        self._start_fresh = False  # NOTE: a later restore() resumes this run's own work
+        if "error" in plan:
+            raise RuntimeError(f"CheckpointManager.restore: rank {self.comm.rank}: "
+                               f"{plan['error']}")
+        self._lineage = plan["lineage"]
+        if plan["moved_to"] is not None and self.comm.rank == 0:
+            warnings.warn(f"CheckpointManager: starting fresh at step 0 as asked; the earlier "
+                          f"checkpoints of {self.dir} ({plan['found']}) were moved intact to "
+                          f"{plan['moved_to']}", RuntimeWarning, stacklevel=2)
+        if plan["fresh"]:
+            return 0
+        step, rejected = self._restore_newest(plan["steps"], stateful)
+        if step is None and (plan["steps"] or plan["latest"] is not None):
+            raise RuntimeError(
+                f"CheckpointManager: rank {self.comm.rank}: no checkpoint in {self.dir} is "
+                "intact; refusing to start over silently at step 0 over saved work.\n  "
+                + "\n  ".join(f"step {s}: {why}" for s, why in rejected)
+                + f"\n  found: {plan['found']}\nTo resume, repair or restore those files (or "
+                "use the right directory); to start fresh, pass start_fresh=True "
+                "(disttrain-launch --start-fresh), which moves them intact into "
+                f"{self.dir}/previous-<UTC time>/.")
+        return 0 if step is None else step
+
+    def _plan(self) -> dict:
+        """Rank 0: what `dir` holds and, on a fresh start, where its checkpoints went."""
+        try:
+            contents = scan(self.dir)
+            found = describe(self.dir, contents)
+            moved_to = None
+            if self._start_fresh and contents.holds_saved_work():
+                moved_to = str(move_aside(self.dir, saved_work_names(self.dir), "previous"))
+        except OSError as e:
+            return {"error": f"cannot read or move the checkpoints in {self.dir} ({e})"}
+        return {"fresh": self._start_fresh, "moved_to": moved_to, "steps": contents.steps,
+                "latest": contents.latest, "found": found, "lineage": new_lineage()}
+
+    def _restore_newest(self, steps: list[int], stateful: dict
+                        ) -> tuple[int | None, list[tuple[int, str]]]:
+        """(the newest of `steps` every rank verifies, loaded into `stateful`, or None; and
+        (step, why) for each step skipped). Skipped newer steps are moved aside."""
         stage, _ = _shard_of(stateful, self.comm.rank)
+        wants_shard = any(not _is_rank_state(o) and hasattr(o, "state_dict")
+                          for o in stateful.values())
         rejected = []
-        for step in candidates:
-            problem = self._verify(step, stage, wants_shard=any(
-                not _is_rank_state(o) and hasattr(o, "state_dict") for o in stateful.values()))
-            problems = self.comm.allgather_obj(problem)
-            if not any(problems):
-                self._load(step, stage, stateful)
-                return step
-            reasons = "; ".join(p for p in problems if p)
-            rejected.append(f"step {step}: {reasons}")
+        for step in steps:
+            problems = self.comm.allgather_obj(self._verify(step, stage, wants_shard))
+            if any(problems):
+                rejected.append((step, "; ".join(p for p in problems if p)))
+                continue
+            self._load(step, stage, stateful)
             if self.comm.rank == 0:
-                warnings.warn(f"CheckpointManager: skipping checkpoint {_step_dir(step)}: "
-                              f"{reasons}", RuntimeWarning, stacklevel=2)
-        if rejected:
-            raise RuntimeError("CheckpointManager: no checkpoint in "
-                               f"{self.dir} is intact; refusing to start over silently:\n  "
-                               + "\n  ".join(rejected))
-        return 0
+                self._lineage = lineage_of(self.dir / step_dir(step), step) or self._lineage
+            self._warn_skipped(rejected, self._move_rejected(rejected) if rejected else None)
+            return step, rejected
+        self._warn_skipped(rejected, None)
+        return None, rejected
+
+    def _warn_skipped(self, rejected: list[tuple[int, str]], moved_to: str | None) -> None:
+        if self.comm.rank == 0:
+            for step, reasons in rejected:
+                where = f"; moved intact to {moved_to}/" if moved_to else ""
+                warnings.warn(f"CheckpointManager: skipping checkpoint {step_dir(step)}: "
+                              f"{reasons}{where}", RuntimeWarning, stacklevel=4)
+
+    def _move_rejected(self, rejected: list[tuple[int, str]]) -> str:
+        """Rank 0 moves the skipped checkpoints newer than the one restored aside, so saving
+        those steps again never overwrites them; a failure raises on every rank."""
+        moved, error = None, None
+        if self.comm.rank == 0:
+            try:
+                moved = str(move_aside(self.dir, [step_dir(s) for s, _ in rejected], "rejected"))
+            except OSError as e:
+                error = f"cannot move the skipped checkpoints of {self.dir} aside ({e})"
+        moved, error = self.comm.bcast_obj((moved, error))
+        if error is not None:
+            raise RuntimeError(f"CheckpointManager.restore: rank {self.comm.rank}: {error}")
+        return moved
 
     def _verify(self, step: int, stage: int, wants_shard: bool) -> str | None:
         """Why this rank cannot use checkpoint `step` (None when it can)."""
-        rank, folder = self.comm.rank, self.dir / _step_dir(step)
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError) as e:
-            return f"rank {rank}: {folder / 'manifest.json'} unreadable ({e})"
-        if manifest.get("format_version") != FORMAT_VERSION:
-            return f"rank {rank}: {folder} has format_version {manifest.get('format_version')}"
-        if manifest.get("world_size") != self.comm.size:
-            return (f"rank {rank}: {folder} was written by {manifest.get('world_size')} ranks, "
+        rank, folder = self.comm.rank, self.dir / step_dir(step)
+        manifest, problem = read_manifest(folder, step)
+        if problem is not None:
+            return f"rank {rank}: {problem}"
+        if manifest["world_size"] != self.comm.size:
+            return (f"rank {rank}: {folder} was written by {manifest['world_size']} ranks, "
                     f"this job has {self.comm.size}")
         needed = [f"rank-{rank:05d}.json"] + ([f"shard-{stage:05d}.safetensors"]
                                               if wants_shard else [])
@@ -248,12 +381,12 @@ class CheckpointManager:
             if path.stat().st_size != entry["size"]:
                 return (f"rank {rank}: {path} has {path.stat().st_size} bytes, the manifest "
                         f"says {entry['size']}")
-            if _sha256(path) != entry["sha256"]:
+            if sha256_of(path) != entry["sha256"]:
                 return f"rank {rank}: {path} fails its sha256 check (corrupted)"
         return None
 
     def _load(self, step: int, stage: int, stateful: dict) -> None:
-        folder = self.dir / _step_dir(step)
+        folder = self.dir / step_dir(step)
         rank_state = json.loads((folder / f"rank-{self.comm.rank:05d}.json").read_text())
         shard_path = folder / f"shard-{stage:05d}.safetensors"
         shard = serialization.load(shard_path) if shard_path.is_file() else {}
