@@ -6,7 +6,7 @@ Importing disttrain imports nothing else: each public name below is loaded on fi
 (disttrain.lazy), so `import disttrain.launch` needs no numpy and no import starts MPI.
 """
 
-from disttrain.lazy import attach
+from disttrain.lazy import attach as _attach
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,6 @@ _ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in
     "double": "disttrain.tensor:float64", "long": "disttrain.tensor:int64",
 }  # fmt: skip
 
-__getattr__, __dir__, __all__ = attach(
+__getattr__, __dir__, __all__ = _attach(
     __name__, _SUBMODULES,
     {**{name: module for module, names in _FROM.items() for name in names}, **_ALIASES})

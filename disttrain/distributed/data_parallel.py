@@ -5,6 +5,7 @@ reducer.py; how a bucket is exchanged is a strategy, the comm hook (comm_hooks.p
 from __future__ import annotations
 
 import contextlib
+import gc
 import warnings
 import weakref
 
@@ -89,6 +90,8 @@ class DataParallel(Module):
         """Raises on every rank if the ranks' models differ or any rank's is already wrapped."""
         mine = [(n, tuple(t.shape), str(t.dtype)) for n, t in self.module.named_parameters()]
         mine += [(n, tuple(t.shape), str(t.dtype)) for n, t in self.module.named_buffers()]
+        if any(id(p) in _WRAPPED_BY for p in self.module.parameters()):
+            gc.collect()  # NOTE: a dropped DataParallel may wait in a reference cycle
         wrapped = [n for n, p in self.module.named_parameters() if id(p) in _WRAPPED_BY]
         everyone = self.comm.allgather_obj((mine, wrapped))
         problems = []
@@ -151,6 +154,7 @@ class DataParallel(Module):
             >>> dp = dist.DataParallel(model)
             >>> dp.register_comm_hook(None, comm_hooks.fp16_compress_hook)
         """
+        self._check_not_removed("register_comm_hook")
         self._reducer.register_comm_hook(state, hook)
 
     def remove(self) -> None:
@@ -169,10 +173,14 @@ class DataParallel(Module):
             if _WRAPPED_BY.get(id(p)) is self._reducer:
                 del _WRAPPED_BY[id(p)]
 
-    def forward(self, *args, **kwargs):
+    def _check_not_removed(self, what: str) -> None:
         if self._removed:
-            raise RuntimeError(f"DataParallel (rank {self.comm.rank}): removed by remove(); "
-                               "call dp.module directly, or wrap it again")
+            raise RuntimeError(f"DataParallel.{what} (rank {self.comm.rank}): this DataParallel "
+                               "was removed by remove(); call dp.module directly, or wrap it "
+                               "again")
+
+    def forward(self, *args, **kwargs):
+        self._check_not_removed("forward")
         heartbeat("forward")
         if self.broadcast_buffers and self.comm.size > 1 and self._has_buffers:
             self._broadcast_state(parameters=False)
@@ -191,6 +199,7 @@ class DataParallel(Module):
     def sync_grads(self) -> None:
         """Averages the current .grads over ranks now (blocking; no overlap). For gradients
         computed outside backward, and for benchmarks."""
+        self._check_not_removed("sync_grads")
         self._reducer.sync_grads()
 
 

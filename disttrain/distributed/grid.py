@@ -6,9 +6,9 @@ from __future__ import annotations
 from disttrain.checks import check_int
 
 
-def _check_grid(where: str, dp, pp) -> None:
-    check_int(where, "dp", dp, minimum=1)
-    check_int(where, "pp", pp, minimum=1)
+def _check_grid(where: str, dp, pp) -> tuple[int, int]:
+    """(dp, pp) as Python ints, after checking both are >= 1."""
+    return check_int(where, "dp", dp, minimum=1), check_int(where, "pp", pp, minimum=1)
 
 
 def grid_coords(rank: int, dp: int, pp: int) -> tuple[int, int]:
@@ -19,7 +19,7 @@ def grid_coords(rank: int, dp: int, pp: int) -> tuple[int, int]:
         >>> grid_coords(5, dp=2, pp=4)
         (2, 1)
     """
-    _check_grid("grid_coords", dp, pp)
+    dp, pp = _check_grid("grid_coords", dp, pp)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < dp * pp:
         raise ValueError(f"grid_coords: rank must be in [0, {dp * pp}) for dp={dp} x pp={pp}, "
                          f"got {rank!r}")
@@ -33,7 +33,7 @@ def grid_rank(stage_index: int, dp_rank: int, dp: int, pp: int) -> int:
         >>> grid_rank(2, 1, dp=2, pp=4)
         5
     """
-    _check_grid("grid_rank", dp, pp)
+    dp, pp = _check_grid("grid_rank", dp, pp)
     for name, value, bound in (("stage_index", stage_index, pp), ("dp_rank", dp_rank, dp)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < bound:
             raise ValueError(f"grid_rank: {name} must be in [0, {bound}) for dp={dp} x pp={pp}, "
@@ -51,7 +51,7 @@ def format_grid(dp: int, pp: int, marked_rank: int | None = None) -> str:
         stage 0  0          1
         stage 1  2          3*
     """
-    _check_grid("format_grid", dp, pp)
+    dp, pp = _check_grid("format_grid", dp, pp)
     header = [f"dp_rank {d}" for d in range(dp)]
     width = max(len(h) for h in header)
     label_width = len(f"stage {pp - 1}")
@@ -91,7 +91,7 @@ class ProcessGrid:
     """
 
     def __init__(self, dp: int, pp: int, comm=None):
-        _check_grid("ProcessGrid", dp, pp)
+        dp, pp = _check_grid("ProcessGrid", dp, pp)
         if comm is None:
             from disttrain.distributed.comm import init
 

@@ -144,6 +144,23 @@ def has_spare_core(local_size: int, cores: int | None = None) -> bool:
     return env.threads_per_rank(cores, local_size) >= 2  # NOTE: the launcher's rule too
 
 
+def _weak_hook(method):
+    """A parameter hook calling `method` while its object lives, and doing nothing after."""
+    ref = weakref.WeakMethod(method)
+
+    def hook(param) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(param)
+
+    return hook
+
+
+def _remove_handles(handles: list) -> None:
+    for handle in handles:
+        handle.remove()
+
+
 def _hook_name(hook) -> str:
     return getattr(hook, "__qualname__", None) or type(hook).__name__
 
@@ -186,13 +203,17 @@ class Reducer:
             # NOTE: ends the thread if we are collected without detach(); never joins (the
             # collection may happen on the thread itself)
             self._stop_thread = weakref.finalize(self, self._comm_thread.jobs.put, None)
-        self._handles = [p.register_post_accumulate_grad_hook(self._on_grad_ready)
-                         for p in self._slot]
+        # NOTE: the parameters hold the hooks, and the hooks only a weak reference to us: a
+        # DataParallel dropped without remove() is collected, and its hooks come off with it
+        # (the module can then be wrapped again) instead of averaging forever
+        on_ready = _weak_hook(self._on_grad_ready)
+        self._handles = [p.register_post_accumulate_grad_hook(on_ready) for p in self._slot]
+        self._unhook = weakref.finalize(self, _remove_handles, list(self._handles))
 
     def detach(self) -> None:
         """Removes the autograd hooks and stops the comm thread; gradients stay local."""
-        for handle in self._handles:
-            handle.remove()
+        if self._handles:
+            self._unhook()
         self._handles = []
         if self._comm_thread is not None:
             self._stop_thread()

@@ -7,9 +7,9 @@ disttrain/__init__.py imports nothing eagerly, so `disttrain-launch` and
 checks both). Names here load on first use (disttrain.lazy).
 """
 
-from disttrain.lazy import attach
+from disttrain.lazy import attach as _attach
 
-__getattr__, __dir__, __all__ = attach(__name__, ("commands", "process", "reports"), {
+__getattr__, __dir__, __all__ = _attach(__name__, ("commands", "process", "reports"), {
     "build_command": "disttrain.launch.commands", "detect_mpi": "disttrain.launch.commands",
     "Failure": "disttrain.launch.reports", "find_failure": "disttrain.launch.reports",
     "stale_ranks": "disttrain.launch.reports",

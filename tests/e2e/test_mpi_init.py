@@ -11,13 +11,15 @@ import sys
 import pytest
 
 SCRIPT = '''
+import sys
+runner_loaded_mpi = "mpi4py.MPI" in sys.modules  # python -m mpi4py loads (and starts) it
 import numpy
 import disttrain, disttrain.distributed as dist, disttrain.launch, disttrain.nn
 from disttrain.distributed import checkpoint, comm as comm_module, data_parallel, pipeline
-from mpi4py import MPI
 
-assert not MPI.Is_initialized(), "importing disttrain started MPI"
+assert ("mpi4py.MPI" in sys.modules) == runner_loaded_mpi, "importing disttrain loaded MPI"
 comm = dist.init()
+from mpi4py import MPI
 assert MPI.Is_initialized() and MPI.Query_thread() == MPI.THREAD_MULTIPLE
 total = comm.allreduce_(numpy.ones(3))
 assert total.tolist() == [comm.size] * 3, total

@@ -25,7 +25,7 @@ from disttrain import env
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
-SIZES = (2, 3, 4)
+SIZES = (1, 2, 3, 4)  # NOTE: 1: mpirun -n 1, the single-rank paths (no exchange)
 
 
 def find_mpirun() -> str | None:

@@ -195,9 +195,30 @@ def test_remove_stops_reduction_and_the_comm_thread(comm):
     assert threading.active_count() == before
     assert_grads_scaled(averaged, unit, mean_factor(comm.size))
     assert_grads_scaled(local, unit, comm.rank + 1)  # this rank's own gradients
-    with pytest.raises(RuntimeError, match=rf"DataParallel \(rank {comm.rank}\): removed by "
-                                           r"remove\(\); call dp\.module directly"):
+    with pytest.raises(RuntimeError, match=rf"DataParallel.forward \(rank {comm.rank}\): this "
+                                           r"DataParallel was removed by remove\(\); call "
+                                           r"dp\.module directly"):
         dp(dt.ones(1, IN))
+    for call in (lambda: dp.register_comm_hook(None, Recorder()), dp.sync_grads):
+        with pytest.raises(RuntimeError, match="was removed by remove()"):
+            call()  # NOTE: registering a hook must not re-attach a removed wrapper
+
+
+def test_a_dropped_wrapper_comes_off_and_the_module_can_be_wrapped_again(comm):
+    """A DataParallel dropped without remove() must not keep averaging (nor block a new
+    wrapper): the parameters hold only weak references to it."""
+    unit = local_grads(comm)
+    module = make_linear()
+    first = dist.DataParallel(module)
+    first.register_comm_hook(None, Recorder())  # would sum, if it were still attached
+    del first
+    second = dist.DataParallel(module)  # NOTE: no "already wrapped": the first is gone
+    scaled_backward(comm, second)
+    grads = grads_of(module)
+    hooks = [len(p._post_hooks) for p in module.parameters()]
+
+    assert_grads_scaled(grads, unit, mean_factor(comm.size))
+    assert hooks == [1 if comm.size > 1 else 0] * len(hooks)  # only the second's hooks remain
 
 
 def test_wrapping_twice_raises_on_every_rank_and_reduces_once(comm):

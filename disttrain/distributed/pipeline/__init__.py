@@ -2,7 +2,7 @@
 (schedule.py); stage.py, executor.py and pipeline.py run them. Names load on first use
 (disttrain.lazy), so the pure schedule code imports no MPI."""
 
-from disttrain.lazy import attach
+from disttrain.lazy import attach as _attach
 
 _FROM = {
     "disttrain.distributed.pipeline.pipeline": ("Pipeline",),
@@ -13,5 +13,5 @@ _FROM = {
 }  # fmt: skip
 _SUBMODULES = ("executor", "partition", "pipeline", "schedule", "stage")
 
-__getattr__, __dir__, __all__ = attach(
+__getattr__, __dir__, __all__ = _attach(
     __name__, _SUBMODULES, {name: module for module, names in _FROM.items() for name in names})

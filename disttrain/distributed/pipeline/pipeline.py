@@ -132,6 +132,12 @@ class Pipeline:
     def eval(self) -> Pipeline:
         return self.train(False)
 
+    def remove(self) -> None:
+        """Unwraps the stage's DataParallel (dp > 1): its hooks come off, so the stage module
+        can be used, or pipelined, again; with dp > 1 this Pipeline cannot step anymore."""
+        if self._dp is not None:
+            self._dp.remove()
+
     # ---------------------------------------------------------------- one step
     def step(self, x: Tensor, target: Tensor, loss_fn) -> Tensor:
         """Forward and backward of the whole batch, micro-batch by micro-batch; returns the

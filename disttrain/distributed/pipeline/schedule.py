@@ -69,9 +69,10 @@ Schedule = list[list[Action]]
 
 
 # ---------------------------------------------------------------- builders
-def _check_sizes(where: str, num_stages, n_microbatches) -> None:
-    check_int(where, "num_stages", num_stages, minimum=1)
-    check_int(where, "n_microbatches", n_microbatches, minimum=1)
+def _check_sizes(where: str, num_stages, n_microbatches) -> tuple[int, int]:
+    """(num_stages, n_microbatches) as Python ints, after checking both are >= 1."""
+    return (check_int(where, "num_stages", num_stages, minimum=1),
+            check_int(where, "n_microbatches", n_microbatches, minimum=1))
 
 
 def _actions(stage: int, num_stages: int, steps) -> list[Action]:
@@ -111,7 +112,7 @@ def gpipe(num_stages: int, n_microbatches: int) -> Schedule:
         >>> [str(a) for a in gpipe(2, 2)[0]]
         ['0F0', '0SEND_F0', '0F1', '0SEND_F1', '0RECV_B0', '0B0', '0RECV_B1', '0B1']
     """
-    _check_sizes("gpipe", num_stages, n_microbatches)
+    num_stages, n_microbatches = _check_sizes("gpipe", num_stages, n_microbatches)
     microbatches = range(n_microbatches)
     return [_actions(stage, num_stages, [s for m in microbatches for s in _forward(m)]
                      + [s for m in microbatches for s in _backward(m)])
@@ -145,7 +146,7 @@ def one_f_one_b(num_stages: int, n_microbatches: int) -> Schedule:
         >>> [str(a) for a in one_f_one_b(2, 3)[0] if a.is_compute]
         ['0F0', '0F1', '0B0', '0F2', '0B1', '0B2']
     """
-    _check_sizes("one_f_one_b", num_stages, n_microbatches)
+    num_stages, n_microbatches = _check_sizes("one_f_one_b", num_stages, n_microbatches)
     schedule = []
     for stage in range(num_stages):
         warmup = min(num_stages - stage - 1, n_microbatches)
@@ -184,7 +185,7 @@ def theoretical_bubble(num_stages: int, n_microbatches: int) -> float:
         >>> theoretical_bubble(4, 12)
         0.2
     """
-    _check_sizes("theoretical_bubble", num_stages, n_microbatches)
+    num_stages, n_microbatches = _check_sizes("theoretical_bubble", num_stages, n_microbatches)
     return (num_stages - 1) / (n_microbatches + num_stages - 1)
 
 
