@@ -30,7 +30,7 @@ import numpy
 from disttrain import env, serialization
 from disttrain import random as _random
 from disttrain.data import DataLoader, Sampler
-from disttrain.distributed.checkpoint_lock import DirectoryLock
+from disttrain.distributed.checkpoint_lock import lock_collectively
 from disttrain.distributed.checkpoint_store import (
     FORMAT_VERSION,
     LATEST,
@@ -111,28 +111,15 @@ class CheckpointManager:
         self.comm = comm if comm is not None else init()
         self._start_fresh = env.start_fresh() if start_fresh is None else bool(start_fresh)
         self._lineage: str | None = None  # NOTE: used by rank 0 alone (it writes manifests)
-        self._release = self._lock_collectively()
+        lock = lock_collectively(self.dir, self.comm)
+        # NOTE: released by close(), or when the manager is collected (or the process ends)
+        self._release = weakref.finalize(self, lock.release) if lock is not None else None
         # NOTE: a communicator of its own, so a background save's collectives never interleave
         # with training's (MPI_THREAD_MULTIPLE allows threads on different communicators)
         self._ckpt_comm = self.comm.split(0)
         self._pending: threading.Thread | None = None
         self._error: BaseException | None = None
         self._closed = False
-
-    def _lock_collectively(self) -> weakref.finalize | None:
-        """Rank 0 creates and locks `dir`; its verdict is broadcast, so a refusal raises on
-        every rank (never a hang). The lock is dropped by close() or when self is collected."""
-        lock, refusal = None, None
-        if self.comm.rank == 0:
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                lock = DirectoryLock(self.dir)
-            except (OSError, RuntimeError) as e:
-                refusal = str(e)
-        refusal = self.comm.bcast_obj(refusal)
-        if refusal is not None:
-            raise RuntimeError(f"CheckpointManager: rank {self.comm.rank}: {refusal}")
-        return weakref.finalize(self, lock.release) if lock is not None else None
 
     def close(self) -> None:
         """Waits for a background save, then releases the directory lock. Idempotent; not a

@@ -1,8 +1,9 @@
 """DirectoryLock: one job per checkpoint directory, by an exclusive `flock` on `<dir>/lock`.
 
-Stdlib only. The kernel drops the lock when the holding process dies (SIGKILL included), so a
-crashed job never blocks its own restart; while the holder lives, a second job is refused with
-the holder's host, pid, start time and command line, which the holder writes into the file.
+Stdlib only (the communicator is passed in). The kernel drops the lock when the holding process
+dies (SIGKILL included), so a crashed job never blocks its own restart; while the holder lives,
+a second job is refused with the holder's host, pid, start time and command line, which the
+holder writes into the file.
 """
 
 from __future__ import annotations
@@ -107,3 +108,20 @@ class DirectoryLock:
             if entry[1] == 0:
                 del self._held[str(self.path)]
                 os.close(entry[0])  # NOTE: closing the last descriptor drops the flock
+
+
+def lock_collectively(dir: Path, comm) -> DirectoryLock | None:
+    """Rank 0 of `comm` creates and locks `dir`; its verdict is broadcast, so a refusal (or a
+    directory that cannot be created) raises on every rank, never a hang. Returns rank 0's
+    lock, None on the other ranks."""
+    lock, refusal = None, None
+    if comm.rank == 0:
+        try:
+            dir.mkdir(parents=True, exist_ok=True)
+            lock = DirectoryLock(dir)
+        except (OSError, RuntimeError) as e:
+            refusal = str(e)
+    refusal = comm.bcast_obj(refusal)
+    if refusal is not None:
+        raise RuntimeError(f"CheckpointManager: rank {comm.rank}: {refusal}")
+    return lock

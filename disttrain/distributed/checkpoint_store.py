@@ -85,9 +85,11 @@ def manifest_problem(manifest, step: int) -> str | None:
         return f"world_size is {manifest.get('world_size')!r}, not a positive integer"
     if not isinstance(manifest.get("lineage", ""), str):
         return f"lineage is {manifest['lineage']!r}, not a string"
-    files = manifest.get("files")
+    if "files" not in manifest:
+        return "files is missing"
+    files = manifest["files"]
     if not isinstance(files, dict):
-        return f"files is {files!r}, not an object" if files is not None else "files is missing"
+        return f"files is {files!r}, not an object"
     for name, entry in files.items():
         problem = _file_entry_problem(name, entry)
         if problem is not None:
