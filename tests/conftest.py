@@ -31,6 +31,18 @@ def pytest_ignore_collect(collection_path, config):
     return None if wants_mpi or env.under_mpi_launcher() else True
 
 
+def pytest_addoption(parser):
+    """tests/e2e/test_chaos.py: how many fault rounds, from which seed, and where to write the
+    tally (the 100-round figure in docs/PERFORMANCE.md comes from such a report)."""
+    group = parser.getgroup("chaos", "fault-injection rounds of tests/e2e/test_chaos.py")
+    group.addoption("--chaos-rounds", type=int, default=6,
+                    help="rounds of tests/e2e/test_chaos.py (default 6: each fault kind once)")
+    group.addoption("--chaos-seed", type=int, default=None,
+                    help="seed of the first round (round i uses seed+i; default: random)")
+    group.addoption("--chaos-report", default=None, metavar="PATH",
+                    help="write the chaos tally (rounds, faults, outcomes, wall time) as JSON")
+
+
 def pytest_terminal_summary(terminalreporter):
     """Ends the run with one line per skip reason and its count."""
     write_skip_reasons(terminalreporter)
