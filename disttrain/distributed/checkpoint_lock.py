@@ -66,21 +66,26 @@ class DirectoryLock:
     """
 
     # NOTE: flock conflicts between two open() calls of one process too, so the process keeps
-    # one descriptor per directory and counts its users
-    _held: dict[str, list[int]] = {}
+    # one descriptor per lock file and counts its users; keyed by the file's identity, not its
+    # path, so a directory deleted and made again gets a lock of its own
+    _held: dict[tuple[int, int], list[int]] = {}
     _guard = threading.Lock()
 
     def __init__(self, dir):
-        self.path = Path(os.path.realpath(dir)) / LOCK_NAME
+        self.path = Path(dir) / LOCK_NAME
         self._released = False
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        stat = os.fstat(fd)
+        self._key = (stat.st_dev, stat.st_ino)
         with self._guard:
-            entry = self._held.get(str(self.path))
-            if entry is None:
-                entry = self._held[str(self.path)] = [self._acquire(), 0]
+            entry = self._held.get(self._key)
+            if entry is not None:
+                os.close(fd)
+            else:
+                entry = self._held[self._key] = [self._acquire(fd), 0]
             entry[1] += 1
 
-    def _acquire(self) -> int:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    def _acquire(self, fd: int) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,10 +108,10 @@ class DirectoryLock:
             if self._released:
                 return
             self._released = True
-            entry = self._held[str(self.path)]
+            entry = self._held[self._key]
             entry[1] -= 1
             if entry[1] == 0:
-                del self._held[str(self.path)]
+                del self._held[self._key]
                 os.close(entry[0])  # NOTE: closing the last descriptor drops the flock
 
 

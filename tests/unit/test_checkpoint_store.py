@@ -56,10 +56,24 @@ def test_the_lock_is_shared_within_a_process_and_dropped_by_the_last(tmp_path):
     first, second = DirectoryLock(tmp_path), DirectoryLock(tmp_path)
     first.release()
     first.release()  # idempotent: the second user still holds it
-    assert str(tmp_path / "lock") in {str(p) for p in DirectoryLock._held}
+    held = set(DirectoryLock._held)
     second.release()
-    assert not DirectoryLock._held
+    assert held == {first._key} and not DirectoryLock._held
     assert f"pid {os.getpid()}" in describe_holder((tmp_path / "lock").read_text())
+
+
+def test_a_directory_made_again_gets_a_lock_of_its_own(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    old = DirectoryLock(folder)
+    (folder / "lock").unlink()
+    folder.rmdir()
+    folder.mkdir()
+    new = DirectoryLock(folder)
+    keys = set(DirectoryLock._held)
+    old.release()
+    new.release()
+    assert keys == {old._key, new._key} and old._key != new._key
 
 
 def test_move_aside_keeps_everything_and_scan_sees_saved_work(tmp_path):
