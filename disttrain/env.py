@@ -22,6 +22,9 @@ CHECKPOINT_DIR = "DISTTRAIN_CHECKPOINT_DIR"  # set by disttrain-launch --checkpo
 RESTART_COUNT = "DISTTRAIN_RESTART_COUNT"  # set by disttrain-launch: 0 on the first attempt
 LOG_DIR = "DISTTRAIN_LOG_DIR"  # set by disttrain-launch: this attempt's per-rank logs
 START_FRESH = "DISTTRAIN_START_FRESH"  # "1": disttrain-launch --start-fresh, first attempt only
+LAUNCHER_PID = "DISTTRAIN_LAUNCHER_PID"  # set by disttrain-launch: its pid (ranks watch it)
+LAUNCHER_HOST = "DISTTRAIN_LAUNCHER_HOST"  # set by disttrain-launch: the host it runs on
+LAUNCHER_LEASE = "DISTTRAIN_LAUNCHER_LEASE"  # set by disttrain-launch: a file it touches each 1 s
 CUDA_AWARE = "DISTTRAIN_CUDA_AWARE"  # "0"/"1": overrides MPI's own CUDA-awareness answer
 TUNE_MALLOC = "DISTTRAIN_TUNE_MALLOC"  # "1": disttrain.backend.tune_malloc() when it loads
 HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or commas
@@ -51,6 +54,26 @@ def restart_count(environ: Mapping[str, str] | None = None) -> int:
 def log_dir(environ: Mapping[str, str] | None = None) -> str | None:
     """This attempt's per-rank log directory under disttrain-launch, else None."""
     return _get(LOG_DIR, environ) or None
+
+
+class LauncherLease(NamedTuple):
+    """How a rank tells that the disttrain-launch that started it is still alive."""
+
+    pid: int
+    host: str
+    path: str  # touched by the launcher about every second
+
+
+def launcher_lease(environ: Mapping[str, str] | None = None) -> LauncherLease | None:
+    """The launcher's pid, host and lease file, None when no disttrain-launch started this
+    process (or an older one that exports none)."""
+    pid, host, path = (_get(n, environ) for n in (LAUNCHER_PID, LAUNCHER_HOST, LAUNCHER_LEASE))
+    if not (pid and host and path):
+        return None
+    try:
+        return LauncherLease(int(pid), host, path)
+    except ValueError:
+        raise ValueError(f"{LAUNCHER_PID}: expected an integer, got {pid!r}") from None
 
 
 def start_fresh(environ: Mapping[str, str] | None = None) -> bool:

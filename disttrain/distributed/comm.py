@@ -228,14 +228,16 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
         (0, 1)
     """
     if _World.comm is None:
+        # NOTE: the first heartbeats end disttrain-launch's start-up deadline for this rank:
+        # "init" before Communicator() (a collective: it can wait for a peer that never comes,
+        # and the launcher then blames the peer), "init-done" once MPI answered
+        heartbeat("init")
         _World.comm = Communicator()
         if abort_on_exception:
             _install_abort_hooks(_World.comm)
         if set_blas_threads:
             _set_blas_threads(_World.comm)
-        # NOTE: the first heartbeat: under disttrain-launch it ends the start-up deadline
-        # (--startup-timeout) for this rank; from here on --timeout judges it
-        heartbeat("init")
+        heartbeat("init-done")
     return _World.comm
 
 

@@ -7,6 +7,7 @@ import os
 import pathlib
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -99,11 +100,15 @@ def build_command(flavour: str, mpirun: str, job: Job, *, is_root: bool, cores: 
 
 
 def job_env(environ, nprocs: int, cores: int, heartbeat_dir: str, checkpoint_dir: str | None,
-            attempt: int, log_dir: str) -> dict[str, str]:
+            attempt: int, log_dir: str, lease_path: str | None = None) -> dict[str, str]:
     """The variables the launcher exports to every rank (OMP_NUM_THREADS: the user's, else
-    disttrain.env.threads_per_rank, the rule dist.init() applies too)."""
+    disttrain.env.threads_per_rank, the rule dist.init() applies too); with `lease_path`, also
+    this launcher's pid, host and lease file, which each rank's watcher checks (_rank.py)."""
     exported = {env.HEARTBEAT_DIR: heartbeat_dir, env.RESTART_COUNT: str(attempt),
                 env.LOG_DIR: log_dir, "PYTHONUNBUFFERED": "1"}
+    if lease_path:
+        exported.update({env.LAUNCHER_PID: str(os.getpid()),
+                         env.LAUNCHER_HOST: socket.gethostname(), env.LAUNCHER_LEASE: lease_path})
     if checkpoint_dir:
         exported[env.CHECKPOINT_DIR] = checkpoint_dir
     exported["OMP_NUM_THREADS"] = (environ.get("OMP_NUM_THREADS")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -71,3 +73,29 @@ def kill_session(proc: subprocess.Popen, grace: float = 3.0) -> None:
             _signal_all(pids, signal.SIGKILL)
             time.sleep(0.05)
     proc.wait()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_launcher() -> Callable[[], None] | None:
+    """A Popen preexec_fn that makes the child (mpirun) get SIGKILL when the launcher dies,
+    even by SIGKILL (Linux PR_SET_PDEATHSIG); None where prctl is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    launcher = os.getpid()
+
+    def preexec() -> None:
+        # NOTE: prctl is resolved above, in the parent: between fork and exec only this call
+        # runs, nothing that could take a lock another launcher thread held at fork time
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != launcher:  # the launcher died before prctl took effect
+            os._exit(1)
+
+    return preexec

@@ -38,9 +38,11 @@ class Failure:
     phase: str | None = None  # set by the watchdog
     traceback: str = ""  # the tail of the rank's traceback, when it printed one
     reason: str = "failed"
+    who: str | None = None  # the subject when it is not one rank ("mpirun", "ranks 0, 1")
+    restartable: bool = True  # False: the same command would fail the same way again
 
     def describe(self) -> str:
-        who = f"rank {self.rank}" if self.rank is not None else "an unknown rank"
+        who = self.who or (f"rank {self.rank}" if self.rank is not None else "an unknown rank")
         where = ", ".join(x for x in (f"host {self.host}" if self.host else "",
                                       f"pid {self.pid}" if self.pid else "") if x)
         text = f"{who}{f' ({where})' if where else ''} {self.reason}"
@@ -156,3 +158,53 @@ def stale_ranks(beats: list[dict], now: float, timeout: float) -> list[dict]:
     stale = [b for b in beats if b.get("phase") != "done"
              and now - float(b.get("beat_time", now)) > timeout]
     return sorted(stale, key=lambda b: b["beat_time"])
+
+
+def _ranks(ranks: list[int]) -> str:
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))
+
+
+def startup_failure(nprocs: int, started: dict[int, dict], phases: dict[int, str],
+                    timeout: float) -> Failure | None:
+    """The start-up deadline's verdict once `timeout` seconds have passed since mpirun started.
+
+    `started` holds the rank wrapper's "started" records by rank, `phases` each rank's last
+    heartbeat phase. A rank is up once it sent a heartbeat past dist.init() (phase other than
+    "init"). Blamed, most likely cause first: the ranks that never started (mpirun or a host's
+    remote shell never got them going), else the first rank that started but sent no heartbeat
+    (hung in imports or data loading), else the first one still inside dist.init() (waiting for
+    a peer). None when every rank is up.
+
+    Example:
+        >>> startup_failure(3, {0: {"host": "a", "pid": 5}}, {}, 300).who
+        'ranks 1, 2'
+        >>> startup_failure(2, {0: {}, 1: {}}, {0: "init"}, 300).rank
+        1
+    """
+    missing = [r for r in range(nprocs) if r not in started]
+    if missing:
+        return Failure(who=_ranks(missing), reason=(
+            f"never started: no process of it reported within the start-up timeout "
+            f"({timeout:g} s); {_ranks(sorted(started)) if started else 'no rank'} started "
+            "(a host's remote shell or MPI daemon may not have answered)"))
+    silent = [r for r in range(nprocs) if r not in phases]
+    in_init = [r for r in range(nprocs) if phases.get(r) == "init"]
+    if silent:
+        what = "sent no heartbeat"
+        why = "hung in start-up (imports or data loading, before dist.init())"
+    elif in_init:
+        silent, what, why = in_init, "did not finish dist.init()", "waiting for a peer"
+    else:
+        return None
+    first = started[silent[0]]
+    others = f" (also: {_ranks(silent[1:])})" if silent[1:] else ""
+    return Failure(rank=silent[0], host=first.get("host"), pid=first.get("pid"), reason=(
+        f"started but {what} within the start-up timeout ({timeout:g} s): {why}{others}"))
+
+
+def before_start(mpirun_output: str, returncode: int, tail_lines: int = 10) -> Failure:
+    """The report of an mpirun that failed before any rank started (a bad hostfile, an
+    unreachable host, a missing program): the end of mpirun's own output."""
+    tail = "\n".join(line for line in mpirun_output.strip().splitlines()[-tail_lines:])
+    return Failure(who="mpirun", exit_code=returncode, traceback=tail, restartable=False,
+                   reason="failed before any rank started")

@@ -111,7 +111,7 @@ def test_raising_rank_is_named_with_its_exception(tmp_path):
     assert proc.returncode != 0, out
     assert "failed (exit code" in out and "rank 1 (host " in out, out
     assert "RuntimeError: deliberate failure on the second rank" in out, out
-    assert (tmp_path / "ckpt" / "logs" / "attempt-0" / "rank-00001.log").exists()
+    assert (tmp_path / "ckpt" / "logs" / "latest" / "attempt-0" / "rank-00001.log").exists()
     assert_no_survivors(script)
 
 
@@ -141,7 +141,7 @@ def test_watchdog_reports_stalled_rank_and_phase(tmp_path):
 
 def test_sigterm_to_launcher_leaves_no_process(tmp_path):
     script, proc = launch(tmp_path, SLEEP, name="sleep_job.py")
-    logs = tmp_path / "ckpt" / "logs" / "attempt-0"
+    logs = tmp_path / "ckpt" / "logs" / "latest" / "attempt-0"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         texts = [p.read_text() for p in logs.glob("rank-*.log")] if logs.exists() else []
