@@ -70,8 +70,8 @@ def plan_round(seed: int) -> Plan:
     rank = rng.randrange(2)
     if kind in ("kill_rank", "stop_rank"):
         return Plan(seed, kind, rank, rng.randint(1, STEPS), 0.0)
-    if kind == "kill_in_save":  # NOTE: a save here takes ~5-30 ms; later kills hit after it
-        return Plan(seed, kind, rank, rng.choice(SAVE_STEPS), rng.uniform(0.0, 0.02))
+    if kind == "kill_in_save":  # NOTE: a save of this job takes 5-10 ms on a 2-core machine
+        return Plan(seed, kind, rank, rng.choice(SAVE_STEPS), rng.uniform(0.0, 0.008))
     if kind == "kill_launcher":
         return Plan(seed, kind, 0, rng.choice(SAVE_STEPS[:2]), rng.uniform(0.0, 0.1))
     return Plan(seed, kind, 0, rng.choice(SAVE_STEPS), 0.0)
