@@ -250,6 +250,12 @@ def outcome(result: dict, run: Round, reference: dict) -> tuple[str, str]:
     return "refused", ""
 
 
+def _names_stalled_rank(console: str, rank: int) -> bool:
+    """Whether the launcher's --timeout caught the SIGSTOPped rank and said which it was."""
+    return any("watchdog timeout" in line and f"rank {rank} " in line
+               for line in console.splitlines())
+
+
 def check_round(run: Round, result: dict, reference: dict) -> tuple[str, list[str]]:
     """(outcome, problems): problems empty when the round went as it must."""
     got, why = outcome(result, run, reference)
@@ -263,6 +269,8 @@ def check_round(run: Round, result: dict, reference: dict) -> tuple[str, list[st
     if result["orphans"]:
         problems.append("processes of the job outlived it: " + "; ".join(
             f"pid {pid}: {cmd}" for pid, cmd in sorted(result["orphans"].items())))
+    if run.plan.kind == "stop_rank" and not _names_stalled_rank(result["console"], run.plan.rank):
+        problems.append(f"no watchdog report naming the stopped rank {run.plan.rank}")
     if got == "bit-identical" and run.plan.kind in ("corrupt_shard", "delete_manifest"):
         step_dir = f"step-{run.plan.step:08d}"
         if step_dir not in result["console"]:
@@ -300,7 +308,11 @@ def summarise(rounds: list[dict], wall_s: float) -> dict:
     by_kind = collections.defaultdict(collections.Counter)
     for r in rounds:
         by_kind[r["kind"]][r["outcome"]] += 1
+    seconds = collections.defaultdict(list)
+    for r in rounds:
+        seconds[r["kind"]].append(r["s"])
     return {"rounds": len(rounds), "wall_s": round(wall_s, 1),
+            "mean_s_by_kind": {k: round(sum(v) / len(v), 1) for k, v in sorted(seconds.items())},
             "outcomes": dict(collections.Counter(r["outcome"] for r in rounds)),
             "by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
             "failed": [r for r in rounds if r["problems"]],
