@@ -114,6 +114,13 @@ def slots(default: int = 1, environ: Mapping[str, str] | None = None) -> int:
         raise ValueError(f"{SLOTS}: expected an integer, got {value!r}") from None
 
 
+# NOTE: the exit code of a job that must not be restarted: a rank's error with
+# `restartable = False` (e.g. a checkpoint directory another job holds) makes dist.init()'s
+# abort hook end the job with it, and disttrain-launch then reports instead of restarting.
+# 78 is sysexits' EX_CONFIG: the same command, in the same state, would fail the same way.
+NO_RESTART_EXIT = 78
+
+
 # ---------------------------------------------------------------- the launchers' rank variables
 class LauncherVars(NamedTuple):
     """The variables one launcher sets in every rank's environment."""

@@ -13,6 +13,7 @@ _FROM = {
     "disttrain.data": ("DistributedSampler",),
     "disttrain.distributed.buckets": ("assign_buckets",),
     "disttrain.distributed.checkpoint": ("CheckpointManager",),
+    "disttrain.distributed.checkpoint_store": ("CheckpointRefusedError",),
     "disttrain.distributed.comm_hooks": ("GradBucket",),
     "disttrain.distributed.comm": (
         "Communicator", "get_rank", "get_world_size", "init", "is_initialized"),

@@ -36,6 +36,7 @@ from disttrain.distributed.checkpoint_store import (
     LATEST,
     MANIFEST,
     PREFIX,
+    CheckpointRefusedError,
     describe,
     lineage_of,
     move_aside,
@@ -197,7 +198,7 @@ class CheckpointManager:
         refusal = self._prepare(step, tmp) if rank == 0 else None
         refusal = comm.bcast_obj(refusal)
         if refusal is not None:
-            raise RuntimeError(f"CheckpointManager.save: rank {rank}: {refusal}")
+            raise CheckpointRefusedError(f"CheckpointManager.save: rank {rank}: {refusal}")
         written = []
         if shard is not None:
             path = tmp / f"shard-{stage:05d}.safetensors"
@@ -285,7 +286,7 @@ class CheckpointManager:
             return 0
         step, rejected = self._restore_newest(plan["steps"], stateful)
         if step is None and (plan["steps"] or plan["latest"] is not None):
-            raise RuntimeError(
+            raise CheckpointRefusedError(
                 f"CheckpointManager: rank {self.comm.rank}: no checkpoint in {self.dir} is "
                 "intact; refusing to start over silently at step 0 over saved work.\n  "
                 + "\n  ".join(f"step {s}: {why}" for s, why in rejected)

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from disttrain.distributed.checkpoint_store import CheckpointRefusedError
+
 LOCK_NAME = "lock"
 _COMMAND_CHARS = 300
 
@@ -91,7 +93,7 @@ class DirectoryLock:
         except BlockingIOError:
             holder = describe_holder(os.pread(fd, 4096, 0).decode(errors="replace"))
             os.close(fd)
-            raise RuntimeError(
+            raise CheckpointRefusedError(
                 f"{self.path.parent} is in use by another job: {holder} holds {self.path}. "
                 "Two jobs on one checkpoint directory overwrite each other's checkpoints: "
                 "wait for that job to end (or stop it), or use another checkpoint directory"
@@ -124,9 +126,13 @@ def lock_collectively(dir: Path, comm) -> DirectoryLock | None:
         try:
             dir.mkdir(parents=True, exist_ok=True)
             lock = DirectoryLock(dir)
-        except (OSError, RuntimeError) as e:
-            refusal = str(e)
+        except CheckpointRefusedError as e:
+            refusal = (str(e), True)
+        except OSError as e:
+            refusal = (str(e), False)
     refusal = comm.bcast_obj(refusal)
     if refusal is not None:
-        raise RuntimeError(f"CheckpointManager: rank {comm.rank}: {refusal}")
+        message, in_use = refusal
+        error = CheckpointRefusedError if in_use else RuntimeError
+        raise error(f"CheckpointManager: rank {comm.rank}: {message}")
     return lock

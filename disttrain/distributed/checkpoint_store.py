@@ -24,6 +24,16 @@ LATEST = "latest"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+class CheckpointRefusedError(RuntimeError):
+    """The checkpoint directory's state forbids going on: another job holds it, it holds saved
+    work nothing can restore, or a save would replace another run's checkpoint. Restarting
+    the same command would fail the same way, so `restartable` is False: dist.init()'s abort
+    hook then ends the job with env.NO_RESTART_EXIT, and disttrain-launch does not restart it.
+    """
+
+    restartable = False
+
+
 def step_dir(step: int) -> str:
     """The directory name of checkpoint `step`: `step_dir(100) == 'step-00000100'`."""
     return f"{PREFIX}{step:08d}"

@@ -259,18 +259,23 @@ def _install_abort_hooks(comm: Communicator) -> None:
         sys.stderr.write(f"[disttrain] rank {comm.rank} (host {comm.host}, pid {os.getpid()})"
                          f" failed{where}; aborting all {comm.size} ranks:\n{text}")
         sys.stderr.flush()
-        comm.abort(1)
+        comm.abort(_exit_code(exc))
 
     previous = sys.excepthook
 
     def excepthook(exc_type, exc, tb):
-        if issubclass(exc_type, KeyboardInterrupt) or comm.size == 1:
+        if issubclass(exc_type, KeyboardInterrupt) or (comm.size == 1 and _exit_code(exc) == 1):
             return previous(exc_type, exc, tb)
         report_and_abort(exc_type, exc, tb)
 
     sys.excepthook = excepthook
     threading.excepthook = lambda args: report_and_abort(
         args.exc_type, args.exc_value, args.exc_traceback, f" in thread {args.thread.name}")
+
+
+def _exit_code(exc) -> int:
+    """1, or env.NO_RESTART_EXIT for an error that says a restart would fail the same way."""
+    return env.NO_RESTART_EXIT if getattr(exc, "restartable", True) is False else 1
 
 
 def _set_blas_threads(comm: Communicator) -> None:

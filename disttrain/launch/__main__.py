@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -18,6 +19,7 @@ from disttrain.launch.process import die_with_launcher, kill_session
 
 PREFIX = "[disttrain-launch]"
 WATCHDOG_EXIT = 124  # like timeout(1): the job was killed because a rank stalled
+NO_RESTART_EXIT = env.NO_RESTART_EXIT  # a rank's error said: restarting would not help
 USAGE_EXIT = 2  # like argparse: the arguments cannot work, nothing was started
 STARTUP_TIMEOUT_S = 300.0
 
@@ -167,7 +169,9 @@ def _start_mirrors(proc: subprocess.Popen, mpirun_log, log_dir: str, chunks: lis
     """Threads copying mpirun's output to stderr and mpirun.log, and rank 0's log to stdout."""
     def pump():
         for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode(errors="replace")
+            # NOTE: prterun ends its abort message with a NUL byte, which makes the console
+            # log "binary" to grep
+            line = raw.decode(errors="replace").replace("\0", "")
             chunks.append(line)
             mpirun_log.write(line)
             mpirun_log.flush()
@@ -213,7 +217,10 @@ def run_once(argv: list[str], env: dict[str, str], log_dir: str, watchdog: _Watc
     code = 128 - code if code < 0 else code
     if not _read_started(watchdog.heartbeat_dir):
         return code, reports.before_start("".join(chunks), code)
-    return code, reports.find_failure(_read_logs(log_dir), "".join(chunks), code)
+    failure = reports.find_failure(_read_logs(log_dir), "".join(chunks), code)
+    if code == NO_RESTART_EXIT:  # NOTE: a rank said a restart would fail the same way
+        failure = dataclasses.replace(failure, restartable=False)
+    return code, failure
 
 
 def _preflight(args: argparse.Namespace) -> tuple[str, str, str | None, str]:

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+from disttrain import env
+
 JOB = '''
 import sys
 import disttrain.distributed as dist
@@ -41,10 +43,10 @@ def test_a_second_job_is_refused_until_the_holder_dies(tmp_path, run_mpi_job):
     started, output, _ = run_mpi_job(1, [sys.executable, "-m", "mpi4py", str(script),
                                          str(folder), "exit"], tmp_path)
     assert ready == "rank 0 saved step 1"
-    assert refused != 0, refused_output
+    assert refused == env.NO_RESTART_EXIT, refused_output  # a restart would fail the same way
     for rank in (0, 1):
-        assert (f"RuntimeError: CheckpointManager: rank {rank}: {folder} is in use by another "
-                f"job: pid {holder.pid} on host ") in refused_output, refused_output
+        assert (f"CheckpointRefusedError: CheckpointManager: rank {rank}: {folder} is in use by "
+                f"another job: pid {holder.pid} on host ") in refused_output, refused_output
     assert f"{script} {folder} hold" in refused_output  # the holder's command line
     assert started == 0, output
     assert "rank 0 saved step 2" in output, output

@@ -157,3 +157,27 @@ def test_mpirun_failing_before_any_rank_started_is_not_restarted(tmp_path):
     assert "--no-such-option" in out.split("failed before any rank started", 1)[1], out
     assert "not restarting" in out and "attempt 2/3" not in out, out
     assert "unknown rank" not in out, out
+
+
+REFUSES = '''
+import disttrain.distributed as dist
+
+comm = dist.init()
+if comm.rank == 1:
+    raise dist.CheckpointRefusedError("ckpt is in use by another job (a stand-in)")
+comm.barrier()
+'''
+
+
+def test_an_error_that_says_a_restart_would_fail_the_same_way_is_not_restarted(tmp_path):
+    """A checkpoint directory held by another job (or holding saved work nothing can restore)
+    fails every restart the same way: the job ends with env.NO_RESTART_EXIT, reported once."""
+    from disttrain import env
+
+    script = write(tmp_path / "refuses.py", REFUSES)
+    proc = start(tmp_path, script, "--max-restarts", "2")
+    out = finish(proc)
+    assert proc.returncode == env.NO_RESTART_EXIT, out
+    assert "rank 1" in out and "ckpt is in use by another job" in out, out
+    assert "not restarting" in out and "attempt 2/3" not in out, out
+    assert "\0" not in out, "the launcher copied prterun's NUL byte to the console"
