@@ -1,6 +1,7 @@
 """Neural-network modules with torch.nn's names, parameter layouts and initialisation."""
 
 from disttrain.nn import functional, init, utils
+from disttrain.nn.attention import MultiheadAttention
 from disttrain.nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from disttrain.nn.layers import (
     GELU,
@@ -29,5 +30,5 @@ __all__ = [
     "MaxPool2d", "AvgPool2d", "Flatten", "Unflatten", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
     "Tanh", "GELU", "Softmax", "LogSoftmax", "Embedding", "Sequential", "ModuleList",
     "ModuleDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "MSELoss", "CrossEntropyLoss",
-    "NLLLoss", "BCEWithLogitsLoss",
+    "NLLLoss", "BCEWithLogitsLoss", "MultiheadAttention",
 ]

@@ -25,3 +25,4 @@ from disttrain.functional import (  # noqa: F401
     softplus,
     tanh,
 )
+from disttrain.functional_attention import scaled_dot_product_attention  # noqa: E402, F401

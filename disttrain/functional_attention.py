@@ -1,0 +1,93 @@
+"""Scaled dot-product attention, as torch.nn.functional.scaled_dot_product_attention, and the
+attention core nn.MultiheadAttention shares with it. Composites of matmul / softmax / where
+(no backward of their own): softmax(q k^T * scale + mask) v is two GEMMs and one fused
+log-softmax primitive already, so a fused primitive would save only the mask's add.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from disttrain.backend import get_array_module
+from disttrain.functional import dropout
+from disttrain.tensor import Tensor
+
+
+def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError(f"scaled_dot_product_attention: query, key and value need at least 2 "
+                         f"dims (..., L, E), got shapes {query.shape}, {key.shape}, {value.shape}")
+    if key.shape[-1] != query.shape[-1]:
+        raise ValueError(f"scaled_dot_product_attention: key.shape[-1]={key.shape[-1]} must "
+                         f"equal query.shape[-1]={query.shape[-1]}")
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"scaled_dot_product_attention: key.shape[-2]={key.shape[-2]} (S) must "
+                         f"equal value.shape[-2]={value.shape[-2]}")
+
+
+def _causal_mask(query: Tensor, L: int, S: int) -> Tensor:
+    """The (L, S) bool mask of torch's is_causal: True on and below the diagonal."""
+    xp = get_array_module(query.array)
+    return Tensor._make(xp.asarray(numpy.tri(L, S, dtype=bool)))
+
+
+def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
+              dropout_p: float, scale: float, generator=None) -> tuple[Tensor, Tensor]:
+    """(softmax(query @ key^T * scale + mask) @ value, the attention weights after dropout).
+
+    `attn_mask` is None, a bool mask (True = take part) or a float mask that is added; either
+    broadcasts to (..., L, S)."""
+    scores = (query * scale) @ key.transpose(-2, -1)
+    if attn_mask is not None:
+        if attn_mask.dtype == numpy.bool_:
+            # NOTE: where, not an added -inf: a masked score gets no gradient and no NaN
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = scores.softmax(-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True, generator=generator)
+    return weights @ value, weights
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
+                                 attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None, *,
+                                 generator=None) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value, as torch's.
+
+    Args:
+        query: (..., L, E). key: (..., S, E). value: (..., S, Ev).
+        attn_mask: bool (True = the position takes part) or float (added to the scores),
+            broadcastable to (..., L, S).
+        dropout_p: dropout probability on the attention weights (applied whenever > 0).
+        is_causal: attend only to positions j <= i (an (L, S) lower-triangular mask); then
+            attn_mask must be None.
+        scale: the scores' factor (default 1 / sqrt(E)).
+        generator: numpy Generator for the dropout mask (default: the one dt.manual_seed seeds).
+
+    Shape:
+        output (..., L, Ev)
+
+    Example:
+        >>> q = dt.randn(2, 4, 5, 8)
+        >>> F.scaled_dot_product_attention(q, q, q, is_causal=True).shape
+        (2, 4, 5, 8)
+    """
+    _check_qkv(query, key, value)
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1], got "
+                         f"{dropout_p}")
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: attn_mask must be None when "
+                             f"is_causal=True, got a mask of shape {attn_mask.shape}")
+        attn_mask = _causal_mask(query, query.shape[-2], key.shape[-2])
+    elif attn_mask is not None and attn_mask.dtype != numpy.bool_ and \
+            attn_mask.dtype != query.dtype:
+        raise ValueError(f"scaled_dot_product_attention: a float attn_mask must have the "
+                         f"query's dtype {query.dtype}, got {attn_mask.dtype}")
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return attention(query, key, value, attn_mask, dropout_p, scale, generator)[0]
