@@ -1,0 +1,230 @@
+"""Recurrent layers with torch.nn's names, parameter layouts and gate order: RNN, LSTM, GRU and
+their single-step cells RNNCell, LSTMCell, GRUCell.
+
+Each (layer, direction) is two graph nodes: the input projection of the whole sequence (one
+GEMM) and one fused recurrence primitive from disttrain.ops.rnn (one GEMM per step for all
+gates, backward through time by hand, no recursion).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from disttrain.nn import functional as F
+from disttrain.nn import init
+from disttrain.nn.module import Module, Parameter
+from disttrain.ops.rnn import GRULayer, LSTMLayer, RNNLayer
+from disttrain.tensor import Tensor
+from disttrain.tensor_shape import cat, stack
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _new_parameter(shape, dtype, bound: float, generator) -> Parameter:
+    param = Parameter(numpy.zeros(shape, dtype=numpy.dtype(dtype or "float32")))
+    init.uniform_(param, -bound, bound, generator)  # NOTE: torch's U(-1/sqrt(H), 1/sqrt(H))
+    return param
+
+
+def _run_layer(mode: str, xg: Tensor, state: tuple, w_hh, b_hh, reverse: bool) -> tuple:
+    """(per-step outputs (T, B, H), final h, final c or None) of one layer and direction."""
+    bias = () if b_hh is None else (b_hh,)
+    last = 0 if reverse else xg.shape[0] - 1
+    if mode == "LSTM":
+        out = LSTMLayer.apply(xg, state[0], state[1], w_hh, *bias, reverse=reverse)
+        return out[:-1], out[last], out[-1]
+    if mode == "GRU":
+        out = GRULayer.apply(xg, state[0], w_hh, *bias, reverse=reverse)
+    else:
+        act = "tanh" if mode == "RNN_TANH" else "relu"
+        out = RNNLayer.apply(xg, state[0], w_hh, *bias, nonlinearity=act, reverse=reverse)
+    return out, out[last], None
+
+
+class RNNBase(Module):
+    """The shared body of RNN, LSTM and GRU (torch.nn.RNNBase): parameters and the layer loop."""
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None, *, generator=None):
+        super().__init__()
+        _check_sizes(type(self).__name__, input_size, hidden_size, num_layers, dropout)
+        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
+        self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
+        self.dropout, self.bidirectional = float(dropout), bidirectional
+        gate_size, bound = _GATES[mode] * hidden_size, 1.0 / math.sqrt(hidden_size)
+        directions = 2 if bidirectional else 1
+        self._flat_weights_names = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * directions
+            for suffix in ("", "_reverse")[:directions]:
+                shapes = {"weight_ih": (gate_size, layer_input),
+                          "weight_hh": (gate_size, hidden_size)}
+                if bias:
+                    shapes.update(bias_ih=(gate_size,), bias_hh=(gate_size,))
+                for kind, shape in shapes.items():
+                    name = f"{kind}_l{layer}{suffix}"
+                    setattr(self, name, _new_parameter(shape, dtype, bound, generator))
+                    self._flat_weights_names.append(name)
+        if device is not None:
+            self.to(device)
+
+    def _layer_weights(self, layer: int, suffix: str) -> tuple:
+        get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def forward(self, input: Tensor, hx=None):
+        batched = input.ndim == 3
+        x = _time_major(self, input, batched)
+        states = _initial_states(self, x, hx, batched)
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for d, suffix in enumerate(("", "_reverse")[:2 if self.bidirectional else 1]):
+                w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer, suffix)
+                index = layer * (2 if self.bidirectional else 1) + d
+                state = tuple(s[index] for s in states)
+                out, h_n, c_n = _run_layer(self.mode, F.linear(x, w_ih, b_ih), state, w_hh,
+                                           b_hh, reverse=d == 1)
+                outputs.append(out)
+                finals_h.append(h_n)
+                finals_c.append(c_n)
+            x = outputs[0] if len(outputs) == 1 else cat(outputs, -1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, True)
+        output = x.transpose(0, 1) if self.batch_first and batched else x
+        h_n = stack(finals_h)
+        if not batched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+        if self.mode != "LSTM":
+            return output, h_n
+        c_n = stack(finals_c)
+        return output, (h_n, c_n if batched else c_n.squeeze(1))
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if self.mode == "RNN_RELU":
+            text += ", nonlinearity='relu'"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False)):
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)}"
+        return text
+
+
+def _check_sizes(op: str, input_size, hidden_size, num_layers, dropout) -> None:
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                        ("num_layers", num_layers)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) \
+            or not 0 <= dropout <= 1:
+        raise ValueError(f"{op}: dropout must be a number in [0, 1], got {dropout!r}")
+
+
+def _time_major(module: RNNBase, input: Tensor, batched: bool) -> Tensor:
+    """The input as (T, B, input_size), checking its shape."""
+    op = type(module).__name__
+    if input.ndim not in (2, 3) or input.shape[-1] != module.input_size:
+        raise ValueError(f"{op}: expected input of shape (T, B, {module.input_size}) "
+                         f"(or (B, T, {module.input_size}) with batch_first, or unbatched "
+                         f"(T, {module.input_size})), got {tuple(input.shape)}")
+    if not batched:
+        return input.unsqueeze(1)
+    return input.transpose(0, 1) if module.batch_first else input
+
+
+def _initial_states(module: RNNBase, x: Tensor, hx, batched: bool) -> tuple:
+    """(h0,) or (h0, c0), each (num_layers * directions, B, H), zeros where hx is None."""
+    op, count = type(module).__name__, 2 if module.mode == "LSTM" else 1
+    expected = (module.num_layers * (2 if module.bidirectional else 1), x.shape[1],
+                module.hidden_size)
+    if hx is None:
+        zeros = Tensor(numpy.zeros(expected, dtype=x.dtype)).to(x.device)
+        return (zeros,) * count
+    states = tuple(hx) if count == 2 else (hx,)
+    if count == 2 and len(states) != 2:
+        raise ValueError(f"{op}: hx must be a tuple (h_0, c_0), got {len(states)} tensors")
+    states = tuple(s if batched else s.unsqueeze(1) for s in states)
+    for name, state in zip(("h_0", "c_0"), states):
+        if tuple(state.shape) != expected:
+            raise ValueError(f"{op}: expected {name} of shape {expected}, got "
+                             f"{tuple(state.shape)}")
+    return states
+
+
+class RNN(RNNBase):
+    """Elman RNN, h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh or relu.
+
+    Args:
+        input_size, hidden_size: features of x and of h.
+        num_layers: stacked layers (default 1).
+        nonlinearity: 'tanh' (default) or 'relu'.
+        bias: if False, no b_ih / b_hh.
+        batch_first: input and output are (B, T, F) instead of (T, B, F).
+        dropout: dropout probability on each layer's output but the last, in training.
+        bidirectional: also run each layer backwards in time; outputs are concatenated.
+        generator: numpy Generator for the initial weights (default: dt.manual_seed's).
+
+    Shape:
+        input (T, B, input_size), h_0 (num_layers * directions, B, hidden_size) ->
+        output (T, B, directions * hidden_size), h_n like h_0. Unbatched input drops B.
+
+    Example:
+        >>> out, h_n = nn.RNN(10, 20, 2)(dt.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        ((5, 3, 20), (2, 3, 20))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                 *, generator=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: unknown nonlinearity {nonlinearity!r}; expected 'tanh' or "
+                             "'relu'")
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype, generator=generator)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """Long short-term memory, torch's gate order i, f, g, o in weight_ih_l{k} (4H, in).
+
+    Args: as nn.RNN, without nonlinearity.
+
+    Shape:
+        input (T, B, input_size), (h_0, c_0) each (num_layers * directions, B, hidden_size) ->
+        output (T, B, directions * hidden_size), (h_n, c_n) like (h_0, c_0).
+
+    Example:
+        >>> out, (h_n, c_n) = nn.LSTM(10, 20, batch_first=True)(dt.randn(3, 5, 10))
+        >>> out.shape, c_n.shape
+        ((3, 5, 20), (1, 3, 20))
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit, torch's gate order r, z, n with n = tanh(W_in x + b_in +
+    r * (W_hn h + b_hn)).
+
+    Args: as nn.RNN, without nonlinearity.
+
+    Shape: as nn.RNN.
+
+    Example:
+        >>> out, h_n = nn.GRU(10, 20, bidirectional=True)(dt.randn(5, 3, 10))
+        >>> out.shape, h_n.shape
+        ((5, 3, 40), (2, 3, 20))
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("GRU", *args, **kwargs)
