@@ -24,6 +24,8 @@ from disttrain.nn.layers import (
 from disttrain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from disttrain.nn.module import Module, Parameter
 from disttrain.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from disttrain.nn.rnn import GRU, LSTM, RNN, RNNBase
+from disttrain.nn.rnn_cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from disttrain.nn.transformer import (
     Transformer,
     TransformerDecoder,
@@ -38,6 +40,7 @@ __all__ = [
     "Tanh", "GELU", "Softmax", "LogSoftmax", "Embedding", "Sequential", "ModuleList",
     "ModuleDict", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "MSELoss", "CrossEntropyLoss",
     "NLLLoss", "BCEWithLogitsLoss", "MultiheadAttention",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
     "TransformerDecoder", "Transformer",
 ]
