@@ -30,7 +30,8 @@ _FROM = {
     "disttrain.tensor_functions": (
         "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
         "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
-        "permute", "squeeze", "unsqueeze", "var", "std", "pow"),
+        "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
+        "bmm", "baddbmm", "narrow", "masked_fill"),
     "disttrain.backend": ("tune_malloc",),
 }  # fmt: skip
 _ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in builtins)

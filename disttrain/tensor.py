@@ -305,10 +305,24 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods):
         return matmul(self._lift(other), self)
 
     def masked_fill(self, mask: Tensor, value) -> Tensor:
-        return where(mask, self._lift(value).to(dtype=self.dtype), self)
+        """`value` where the bool `mask` (broadcastable to this shape) is True, else self."""
+        array = mask.array if isinstance(mask, Tensor) else mask
+        if array.dtype != numpy.bool_:
+            raise ValueError(f"masked_fill: mask must be a bool tensor, got dtype {array.dtype}")
+        if array.shape != self.shape and not _broadcasts_to(array.shape, self.shape):
+            raise ValueError(f"masked_fill: mask of shape {array.shape} does not broadcast to "
+                             f"the input's shape {self.shape}")
+        return where(array, self._lift(value).to(dtype=self.dtype), self)
 
 
 # ---------------------------------------------------------------- free functions
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return numpy.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -> Tensor:
     """Copies `data` (nested lists, numbers, numpy/cupy arrays, Tensors) into a new Tensor.
 

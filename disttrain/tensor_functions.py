@@ -18,7 +18,8 @@ def _method(name: str):
 __all__ = [
     "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
     "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
-    "permute", "squeeze", "unsqueeze", "var", "std", "pow",
+    "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
+    "bmm", "baddbmm", "narrow", "masked_fill",
 ]  # fmt: skip
 
 exp, log, sqrt, abs, sum, mean, max, min = (  # noqa: A001
@@ -29,3 +30,5 @@ sigmoid, tanh, softmax, log_softmax, transpose, permute = (
     _method(n) for n in ("sigmoid", "tanh", "softmax", "log_softmax", "transpose", "permute"))
 squeeze, unsqueeze, var, std, pow = (
     _method(n) for n in ("squeeze", "unsqueeze", "var", "std", "pow"))
+sin, cos, tril, triu, bmm, baddbmm, narrow, masked_fill = (
+    _method(n) for n in ("sin", "cos", "tril", "triu", "bmm", "baddbmm", "narrow", "masked_fill"))

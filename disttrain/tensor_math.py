@@ -178,6 +178,45 @@ class MathMethods:
     def tanh(self):
         return ops.Tanh.apply(self)
 
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        """Batched matrix product (b, n, m) @ (b, m, p) -> (b, n, p), as torch.bmm (no
+        broadcasting)."""
+        if self.ndim != 3 or mat2.ndim != 3:
+            raise ValueError(f"bmm: both arguments must be 3-D (b, n, m) and (b, m, p), got "
+                             f"shapes {self.shape} and {mat2.shape}")
+        if self.shape[0] != mat2.shape[0] or self.shape[2] != mat2.shape[1]:
+            raise ValueError(f"bmm: shapes {self.shape} and {mat2.shape} do not match: expected "
+                             f"mat2 of shape ({self.shape[0]}, {self.shape[2]}, p)")
+        if self.dtype != mat2.dtype:
+            raise ValueError(f"bmm: expected both arguments to have the same dtype, got "
+                             f"{self.dtype} and {mat2.dtype}")
+        return self @ mat2
+
+    def baddbmm(self, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+        """beta * self + alpha * bmm(batch1, batch2), as torch.baddbmm (self broadcasts to
+        (b, n, p); with beta == 0 self is ignored, NaNs included)."""
+        product = batch1.bmm(batch2)
+        if self.dtype != product.dtype:
+            raise ValueError(f"baddbmm: input dtype {self.dtype} does not match the batches' "
+                             f"{product.dtype}")
+        try:
+            shape = numpy.broadcast_shapes(self.shape, product.shape)
+        except ValueError:
+            shape = None
+        if shape != product.shape:
+            raise ValueError(f"baddbmm: input of shape {self.shape} does not broadcast to the "
+                             f"product's shape {product.shape}")
+        product = product if alpha == 1 else product * alpha
+        if beta == 0:
+            return product
+        return product + (self if beta == 1 else self * beta)
+
     def square(self):
         return self * self
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy
 
 from disttrain import ops
+from disttrain.backend import get_array_module
 from disttrain.shapes import normalize_dim, resolve_shape, shape_arg
 
 if TYPE_CHECKING:
@@ -93,6 +94,47 @@ class ShapeMethods:
 
     def contiguous(self) -> Tensor:
         return self
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """The slice [start, start + length) of dimension `dim` (torch.narrow; start may be
+        negative)."""
+        axis = normalize_dim(dim, self.ndim, "narrow")
+        size = self.shape[axis]
+        begin = start + size if start < 0 else start
+        if not 0 <= begin <= size or length < 0 or begin + length > size:
+            raise ValueError(f"narrow: start ({start}) + length ({length}) must lie within "
+                             f"dimension {dim} of size {size} (shape {self.shape})")
+        return self[(slice(None),) * axis + (slice(begin, begin + length),)]
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """The lower triangle of the last two dims (elements j <= i + diagonal), rest 0."""
+        return self._triangle("tril", diagonal, lower=True)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """The upper triangle of the last two dims (elements j >= i + diagonal), rest 0."""
+        return self._triangle("triu", diagonal, lower=False)
+
+    def _triangle(self, name: str, diagonal: int, lower: bool) -> Tensor:
+        if self.ndim < 2:
+            raise ValueError(f"{name}: input must have at least 2 dims, got shape {self.shape}")
+        n, m = self.shape[-2:]
+        keep = numpy.tri(n, m, diagonal, dtype=bool) if lower else \
+            ~numpy.tri(n, m, diagonal - 1, dtype=bool)
+        # NOTE: a where (masked_fill), not a multiply: inf * 0 would give NaN off the triangle
+        return self.masked_fill(get_array_module(self.array).asarray(~keep), 0)
+
+    def new_zeros(self, *size, dtype=None) -> Tensor:
+        """A zero tensor of `size` with this tensor's dtype and device (or `dtype`)."""
+        return self._new_full(size, 0, dtype)
+
+    def new_ones(self, *size, dtype=None) -> Tensor:
+        """A tensor of ones of `size` with this tensor's dtype and device (or `dtype`)."""
+        return self._new_full(size, 1, dtype)
+
+    def _new_full(self, size, value, dtype) -> Tensor:
+        xp = get_array_module(self.array)
+        return self._make(xp.full(shape_arg(size), value,
+                                  dtype=self.dtype if dtype is None else numpy.dtype(dtype)))
 
     def __getitem__(self, index) -> Tensor:
         return ops.Index.apply(self, index=index_arrays(index))

@@ -15,6 +15,7 @@ from disttrain.ops.elementwise import (
     Cast,
     Clamp,
     Clone,
+    Cos,
     Div,
     Erf,
     Exp,
@@ -25,6 +26,7 @@ from disttrain.ops.elementwise import (
     Pow,
     ReLU,
     Sigmoid,
+    Sin,
     Sqrt,
     Sub,
     Tanh,
@@ -39,5 +41,5 @@ __all__ = [
     "Abs", "Add", "AvgPool2d", "Cast", "Cat", "Clamp", "Clone", "Conv2d", "CrossEntropy", "Div",
     "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
-    "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where",
+    "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
 ]  # fmt: skip

@@ -153,6 +153,24 @@ class Tanh(Function):
         return grad * (1 - y * y)
 
 
+class Sin(Function):
+    def forward(self, x):
+        self.save(x)
+        return get_array_module(x).sin(x)
+
+    def backward(self, grad):
+        return grad * get_array_module(grad).cos(self.saved[0])
+
+
+class Cos(Function):
+    def forward(self, x):
+        self.save(x)
+        return get_array_module(x).cos(x)
+
+    def backward(self, grad):
+        return -grad * get_array_module(grad).sin(self.saved[0])
+
+
 class Erf(Function):
     def forward(self, x):
         self.save(x)

@@ -69,6 +69,8 @@ PRIMITIVES = [
     case("logsigmoid_bce", lambda x: F.binary_cross_entropy_with_logits(
         x, _c(x, BINARY), reduction="none"), (3, 4)),
     case("tanh", lambda x: x.tanh(), (3, 4)),
+    case("sin", lambda x: x.sin(), (3, 4)),
+    case("cos", lambda x: x.cos(), (3, 4)),
     case("erf_gelu", lambda x: F.gelu(x), (3, 4)),
     case("clamp", lambda x: x.clamp(-0.25, 0.35), (3, 4), domain="distinct"),
     case("clamp_min", lambda x: x.clamp(min=-0.25), (3, 4), domain="distinct"),

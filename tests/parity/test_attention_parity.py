@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from helpers import assert_grads, compare_outputs_and_backward  # noqa: E402
+from helpers import assert_grads, compare_outputs_and_backward, helper_test_op  # noqa: E402
 
 import disttrain as dt  # noqa: E402
 import disttrain.nn.functional as F  # noqa: E402
@@ -29,6 +29,55 @@ BOOL_445[..., 0] = False
 
 def _t(lib, a):
     return torch.tensor(a) if lib is torch else dt.tensor(a)
+
+
+def _lib(m):
+    """The module of the free functions (dt.tril / torch.tril) for helper_test_op's namespace."""
+    return dt if m.name == "disttrain" else torch
+
+
+def op(name, fn, *shapes):
+    return pytest.param(fn, shapes, id=name)
+
+
+TENSOR_FUNCTIONS = [
+    op("sin", lambda m, x: x.sin(), (3, 4)),
+    op("cos", lambda m, x: _lib(m).cos(x), (3, 4)),
+    op("tril", lambda m, x: x.tril(), (2, 3, 4)),
+    op("tril_diagonal", lambda m, x: _lib(m).tril(x, diagonal=-1), (4, 3)),
+    op("tril_diagonal_past_end", lambda m, x: x.tril(5), (3, 4)),
+    op("triu", lambda m, x: _lib(m).triu(x), (3, 4)),
+    op("triu_diagonal", lambda m, x: x.triu(diagonal=1), (2, 4, 4)),
+    op("narrow", lambda m, x: x.narrow(1, 1, 2), (3, 4)),
+    op("narrow_negative", lambda m, x: _lib(m).narrow(x, -1, -3, 2), (2, 3, 4)),
+    op("narrow_empty", lambda m, x: x.narrow(0, 3, 0), (3, 4)),
+    op("bmm", lambda m, a, b: a.bmm(b), (2, 3, 4), (2, 4, 5)),
+    op("bmm_free", lambda m, a, b: _lib(m).bmm(a, b), (3, 1, 4), (3, 4, 2)),
+    op("baddbmm", lambda m, c, a, b: c.baddbmm(a, b), (2, 3, 5), (2, 3, 4), (2, 4, 5)),
+    op("baddbmm_scaled", lambda m, c, a, b: _lib(m).baddbmm(c, a, b, beta=0.5, alpha=-2.0),
+       (2, 3, 5), (2, 3, 4), (2, 4, 5)),
+    op("baddbmm_broadcast", lambda m, c, a, b: c.baddbmm(a, b, beta=2.0), (5,), (2, 3, 4),
+       (2, 4, 5)),
+    op("masked_fill_broadcast", lambda m, x: x.masked_fill(m.const(BOOL_45[0]), -1.5),
+       (3, 4, 5)),
+    op("masked_fill_inf", lambda m, x: x.masked_fill(m.const(BOOL_45), float("-inf")).softmax(-1),
+       (4, 5)),
+]
+
+
+@pytest.mark.parametrize("fn,shapes", TENSOR_FUNCTIONS)
+def test_tensor_function_parity(fn, shapes):
+    helper_test_op(shapes, fn)
+
+
+@pytest.mark.parametrize("method", ["new_zeros", "new_ones"])
+def test_new_tensor_parity(method):
+    for args, kwargs in (((2, 3), {}), (((4,),), {}), (([2, 1],), {"dtype": "int64"})):
+        theirs = getattr(torch.zeros(1, dtype=torch.float64), method)(
+            *args, **{k: getattr(torch, v) for k, v in kwargs.items()})
+        ours = getattr(dt.zeros(1, dtype=dt.float64), method)(*args, **kwargs)
+        assert ours.shape == tuple(theirs.shape) and str(ours.dtype) == str(theirs.dtype)[6:]
+        numpy.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def sdpa(name, q, k, v, mask=None, **kwargs):
