@@ -34,22 +34,44 @@ def _causal_mask(query: Tensor, L: int, S: int) -> Tensor:
 
 
 def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None,
-              dropout_p: float, scale: float, generator=None) -> tuple[Tensor, Tensor]:
+              dropout_p: float, scale: float, generator=None,
+              safe: bool = True) -> tuple[Tensor, Tensor]:
     """(softmax(query @ key^T * scale + mask) @ value, the attention weights after dropout).
 
     `attn_mask` is None, a bool mask (True = take part) or a float mask that is added; either
-    broadcasts to (..., L, S)."""
+    broadcasts to (..., L, S). With `safe`, a query whose keys are all masked out gets zero
+    weights (torch's SDPA); otherwise NaN (torch's MultiheadAttention with need_weights)."""
     scores = (query * scale) @ key.transpose(-2, -1)
+    dead = None
     if attn_mask is not None:
+        attn_mask, dead = _live_mask(attn_mask) if safe else (attn_mask, None)
         if attn_mask.dtype == numpy.bool_:
             # NOTE: where, not an added -inf: a masked score gets no gradient and no NaN
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
             scores = scores + attn_mask
     weights = scores.softmax(-1)
+    if dead is not None:
+        weights = weights.masked_fill(dead, 0.0)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True, generator=generator)
     return weights @ value, weights
+
+
+def _live_mask(mask: Tensor) -> tuple[Tensor, object]:
+    """(the mask with its fully masked rows unmasked, those rows as a bool array or None).
+
+    NOTE: a row with no key left would be softmax of all -inf (NaN, and a numpy warning);
+    unmasked, it is an ordinary row whose weights are then zeroed (as torch's safe softmax)."""
+    xp = get_array_module(mask.array)
+    boolean = mask.dtype == numpy.bool_
+    dead = ~mask.array.any(-1, keepdims=True) if boolean else \
+        xp.isneginf(mask.array).all(-1, keepdims=True)
+    if not dead.any():
+        return mask, None
+    if boolean:
+        return Tensor._make(mask.array | dead), dead
+    return mask.masked_fill(xp.broadcast_to(dead, mask.shape), 0.0), dead
 
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,

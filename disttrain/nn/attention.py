@@ -112,8 +112,10 @@ class MultiheadAttention(Module):
         n, length, source = q.shape[0], q.shape[2], k.shape[2]
         mask = self._merge_masks(attn_mask, key_padding_mask, n, length, source, q.dtype)
         p = self.dropout if self.training else 0.0
+        # NOTE: safe=not need_weights: torch gives zeros for a query with every key masked
+        # out through SDPA (need_weights=False) and NaN through its weights path
         out, weights = attention(q, k, v, mask, p, 1.0 / math.sqrt(self.head_dim),
-                                 self.generator)
+                                 self.generator, safe=not need_weights)
         # (N, H, L, hd) -> (N, L, E) or (L, N, E)
         out = out.permute(0, 2, 1, 3) if batch_first else out.permute(2, 0, 1, 3)
         out = self.out_proj(out.reshape(*out.shape[:2], self.embed_dim))

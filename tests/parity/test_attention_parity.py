@@ -23,6 +23,10 @@ BOOL_2345[..., 0] = True
 PAD_25 = numpy.array([[False, False, False, True, True], [False] * 5])
 FLOAT_PAD_25 = _rng.standard_normal((2, 5)).astype(numpy.float32)
 CAUSAL_44 = numpy.triu(numpy.ones((4, 4), bool), 1)  # MultiheadAttention: True = masked out
+DEAD_ROW_45 = BOOL_45.copy()
+DEAD_ROW_45[2] = False  # query 2 may attend to no key: torch's SDPA gives it zeros
+NEG_INF_ROW_45 = numpy.where(DEAD_ROW_45, FLOAT_45, -numpy.inf).astype(numpy.float32)
+PAD_ALL_25 = numpy.array([[True] * 5, [False, False, True, False, False]])
 BOOL_445 = _rng.random((4, 4, 5)) > 0.3
 BOOL_445[..., 0] = False
 
@@ -90,6 +94,8 @@ SDPA = [
     sdpa("bool_mask", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), BOOL_45),
     sdpa("bool_mask_full", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), BOOL_2345),
     sdpa("float_mask", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), FLOAT_45),
+    sdpa("bool_mask_dead_row", (2, 4, 8), (2, 5, 8), (2, 5, 8), DEAD_ROW_45),
+    sdpa("float_mask_dead_row", (2, 4, 8), (2, 5, 8), (2, 5, 8), NEG_INF_ROW_45),
     sdpa("causal", (2, 3, 4, 8), (2, 3, 4, 8), (2, 3, 4, 8), is_causal=True),
     sdpa("causal_rect", (2, 4, 8), (2, 6, 8), (2, 6, 8), is_causal=True),
     sdpa("scale", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), scale=0.3),
@@ -128,6 +134,8 @@ MHA = [
     mha("padding_and_mask", (2, 4, 8), (2, 5, 8), {"batch_first": True},
         key_padding_mask=PAD_25, attn_mask=~BOOL_45),
     mha("no_weights", (4, 2, 8), (5, 2, 8), need_weights=False),
+    mha("no_weights_all_padded", (4, 2, 8), (5, 2, 8), need_weights=False,
+        key_padding_mask=PAD_ALL_25),
     mha("per_head_weights", (4, 2, 8), (5, 2, 8), average_attn_weights=False),
     mha("unbatched_per_head", (4, 8), (5, 8), key_padding_mask=PAD_25[0],
         average_attn_weights=False),
