@@ -1,10 +1,11 @@
-"""nn.utils: gradient clipping and flat parameter vectors."""
+"""nn.utils: gradient clipping, flat parameter vectors, and `rnn` (pad_sequence)."""
 
 from __future__ import annotations
 
 import math
 
 from disttrain.backend import get_array_module
+from disttrain.nn.utils import rnn  # noqa: F401  NOTE: torch's nn.utils.rnn path
 from disttrain.tensor import Tensor
 
 
