@@ -8,6 +8,7 @@ A case is `case(name, fn, *input_shapes)` as in test_grad_ops.py.
 
 from __future__ import annotations
 
+import numpy
 import pytest
 from gradcheck import check_backward, check_directional, make_inputs
 
@@ -16,6 +17,7 @@ import disttrain.nn as nn
 from disttrain.ops.rnn import GRULayer, LSTMLayer, RNNLayer
 
 T, B, H = 4, 2, 3
+LENGTHS = numpy.array([4, 2])  # packed sequences: the second ends after 2 steps
 
 
 def case(name, fn, *shapes):
@@ -56,6 +58,15 @@ PRIMITIVES = [
     case("gru_layer", lambda x, h, w, b: GRULayer.apply(x, h, w, b),
          (T, B, 3 * H), (B, H), (3 * H, H), (3 * H,)),
     case("gru_layer_reverse", lambda x, h, w, b: GRULayer.apply(x, h, w, b, reverse=True),
+         (T, B, 3 * H), (B, H), (3 * H, H), (3 * H,)),
+    case("rnn_layer_lengths", lambda x, h, w: RNNLayer.apply(x, h, w, lengths=LENGTHS),
+         (T, B, H), (B, H), (H, H)),
+    case("lstm_layer_lengths_reverse",
+         lambda x, h, c, w, b: LSTMLayer.apply(x, h, c, w, b, reverse=True, lengths=LENGTHS),
+         (T, B, 4 * H), (B, H), (B, H), (4 * H, H), (4 * H,)),
+    case("lstm_layer_lengths", lambda x, h, c, w: LSTMLayer.apply(x, h, c, w, lengths=LENGTHS),
+         (T, B, 4 * H), (B, H), (B, H), (4 * H, H)),
+    case("gru_layer_lengths", lambda x, h, w, b: GRULayer.apply(x, h, w, b, lengths=LENGTHS),
          (T, B, 3 * H), (B, H), (3 * H, H), (3 * H,)),
     case("gru_layer_no_bias", lambda x, h, w: GRULayer.apply(x, h, w),
          (T, B, 3 * H), (B, H), (3 * H, H)),
