@@ -10,6 +10,7 @@ import math
 
 import numpy
 
+from disttrain import ops
 from disttrain.backend import get_array_module
 from disttrain.functional import dropout
 from disttrain.tensor import Tensor
@@ -42,15 +43,17 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | Non
     broadcasts to (..., L, S). With `safe`, a query whose keys are all masked out gets zero
     weights (torch's SDPA); otherwise NaN (torch's MultiheadAttention with need_weights)."""
     scores = (query * scale) @ key.transpose(-2, -1)
-    dead = None
+    dead = keep = None
+    xp = get_array_module(scores.array)
     if attn_mask is not None:
         attn_mask, dead = _live_mask(attn_mask) if safe else (attn_mask, None)
         if attn_mask.dtype == numpy.bool_:
-            # NOTE: where, not an added -inf: a masked score gets no gradient and no NaN
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            # NOTE: the bool mask goes into the softmax primitive (a where, not an added -inf:
+            # a masked score gets no gradient and no NaN)
+            keep = xp.broadcast_to(attn_mask.array, scores.shape)
         else:
             scores = scores + attn_mask
-    weights = scores.softmax(-1)
+    weights = ops.MaskedSoftmax.apply(scores, keep=keep)
     if dead is not None:
         weights = weights.masked_fill(dead, 0.0)
     if dropout_p > 0.0:

@@ -71,6 +71,8 @@ PRIMITIVES = [
     case("tanh", lambda x: x.tanh(), (3, 4)),
     case("sin", lambda x: x.sin(), (3, 4)),
     case("cos", lambda x: x.cos(), (3, 4)),
+    case("masked_softmax_sdpa", lambda q, k: F.scaled_dot_product_attention(
+        q, k, k, attn_mask=_c(q, MASK_34)), (2, 3, 2), (2, 4, 2)),
     case("erf_gelu", lambda x: F.gelu(x), (3, 4)),
     case("clamp", lambda x: x.clamp(-0.25, 0.35), (3, 4), domain="distinct"),
     case("clamp_min", lambda x: x.clamp(min=-0.25), (3, 4), domain="distinct"),
