@@ -12,9 +12,11 @@ import math
 
 import numpy
 
+from disttrain.backend import get_array_module
 from disttrain.nn import functional as F
 from disttrain.nn import init
 from disttrain.nn.module import Module, Parameter
+from disttrain.nn.utils.rnn import PackedSequence, pad_packed_sequence
 from disttrain.ops.rnn import GRULayer, LSTMLayer, RNNLayer
 from disttrain.tensor import Tensor
 from disttrain.tensor_shape import cat, stack
@@ -22,24 +24,29 @@ from disttrain.tensor_shape import cat, stack
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-def _new_parameter(shape, dtype, bound: float, generator) -> Parameter:
+def uniform_parameter(shape, dtype, bound: float, generator) -> Parameter:
+    """A new Parameter drawn from U(-bound, bound), torch's init for recurrent weights."""
     param = Parameter(numpy.zeros(shape, dtype=numpy.dtype(dtype or "float32")))
     init.uniform_(param, -bound, bound, generator)  # NOTE: torch's U(-1/sqrt(H), 1/sqrt(H))
     return param
 
 
-def _run_layer(mode: str, xg: Tensor, state: tuple, w_hh, b_hh, reverse: bool) -> tuple:
-    """(per-step outputs (T, B, H), final h, final c or None) of one layer and direction."""
+def _run_layer(mode: str, xg: Tensor, state: tuple, w_hh, b_hh, reverse: bool,
+               lengths) -> tuple:
+    """(per-step outputs (T, B, H), final h, final c or None) of one layer and direction.
+    NOTE: with lengths a finished sequence holds its state, so the last step still has it."""
     bias = () if b_hh is None else (b_hh,)
     last = 0 if reverse else xg.shape[0] - 1
     if mode == "LSTM":
-        out = LSTMLayer.apply(xg, state[0], state[1], w_hh, *bias, reverse=reverse)
+        out = LSTMLayer.apply(xg, state[0], state[1], w_hh, *bias, reverse=reverse,
+                              lengths=lengths)
         return out[:-1], out[last], out[-1]
     if mode == "GRU":
-        out = GRULayer.apply(xg, state[0], w_hh, *bias, reverse=reverse)
+        out = GRULayer.apply(xg, state[0], w_hh, *bias, reverse=reverse, lengths=lengths)
     else:
         act = "tanh" if mode == "RNN_TANH" else "relu"
-        out = RNNLayer.apply(xg, state[0], w_hh, *bias, nonlinearity=act, reverse=reverse)
+        out = RNNLayer.apply(xg, state[0], w_hh, *bias, nonlinearity=act, reverse=reverse,
+                             lengths=lengths)
     return out, out[last], None
 
 
@@ -66,7 +73,7 @@ class RNNBase(Module):
                     shapes.update(bias_ih=(gate_size,), bias_hh=(gate_size,))
                 for kind, shape in shapes.items():
                     name = f"{kind}_l{layer}{suffix}"
-                    setattr(self, name, _new_parameter(shape, dtype, bound, generator))
+                    setattr(self, name, uniform_parameter(shape, dtype, bound, generator))
                     self._flat_weights_names.append(name)
         if device is not None:
             self.to(device)
@@ -75,33 +82,45 @@ class RNNBase(Module):
         get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
-    def forward(self, input: Tensor, hx=None):
+    def forward(self, input: Tensor | PackedSequence, hx=None):
+        packed, lengths = input if isinstance(input, PackedSequence) else None, None
+        if packed is not None:
+            if packed.data.ndim != 2 or packed.data.shape[1] != self.input_size:
+                raise ValueError(f"{type(self).__name__}: expected PackedSequence data of shape "
+                                 f"(N, {self.input_size}), got {tuple(packed.data.shape)}")
+            input, lengths = pad_packed_sequence(packed)
+            lengths = _on_device_of(input, lengths.detach().numpy())
         batched = input.ndim == 3
-        x = _time_major(self, input, batched)
+        x = input if packed is not None else _time_major(self, input, batched)
         states = _initial_states(self, x, hx, batched)
+        x, h_n, c_n = self._layers(x, states, lengths)
+        if packed is not None:
+            output = _repack(x, packed)
+        else:
+            output = x.transpose(0, 1) if self.batch_first and batched else x
+        if not batched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = None if c_n is None else c_n.squeeze(1)
+        return (output, h_n) if self.mode != "LSTM" else (output, (h_n, c_n))
+
+    def _layers(self, x: Tensor, states: tuple, lengths) -> tuple:
+        """(last layer's output (T, B, D * H), h_n, c_n or None) over every layer and direction."""
+        directions = 2 if self.bidirectional else 1
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
             outputs = []
-            for d, suffix in enumerate(("", "_reverse")[:2 if self.bidirectional else 1]):
+            for d, suffix in enumerate(("", "_reverse")[:directions]):
                 w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer, suffix)
-                index = layer * (2 if self.bidirectional else 1) + d
-                state = tuple(s[index] for s in states)
+                state = tuple(s[layer * directions + d] for s in states)
                 out, h_n, c_n = _run_layer(self.mode, F.linear(x, w_ih, b_ih), state, w_hh,
-                                           b_hh, reverse=d == 1)
+                                           b_hh, d == 1, lengths)
                 outputs.append(out)
                 finals_h.append(h_n)
                 finals_c.append(c_n)
-            x = outputs[0] if len(outputs) == 1 else cat(outputs, -1)
+            x = outputs[0] if directions == 1 else cat(outputs, -1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, True)
-        output = x.transpose(0, 1) if self.batch_first and batched else x
-        h_n = stack(finals_h)
-        if not batched:
-            output, h_n = output.squeeze(1), h_n.squeeze(1)
-        if self.mode != "LSTM":
-            return output, h_n
-        c_n = stack(finals_c)
-        return output, (h_n, c_n if batched else c_n.squeeze(1))
+        return x, stack(finals_h), stack(finals_c) if self.mode == "LSTM" else None
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -114,6 +133,22 @@ class RNNBase(Module):
             if getattr(self, name) != default:
                 text += f", {name}={getattr(self, name)}"
         return text
+
+
+def _on_device_of(tensor: Tensor, array):
+    """`array` on the array module (numpy or cupy) of `tensor`."""
+    return get_array_module(tensor.array).asarray(array)
+
+
+def _repack(x: Tensor, like: PackedSequence) -> PackedSequence:
+    """The time-major (T, B, F) output packed in the input's order."""
+    batch_sizes = like.batch_sizes.detach().numpy()
+    order = numpy.arange(batch_sizes[0]) if like.sorted_indices is None \
+        else like.sorted_indices.detach().numpy()
+    steps = numpy.repeat(numpy.arange(len(batch_sizes)), batch_sizes)
+    ranks = numpy.concatenate([numpy.arange(n) for n in batch_sizes])
+    return PackedSequence(x[steps, order[ranks]], like.batch_sizes, like.sorted_indices,
+                          like.unsorted_indices)
 
 
 def _check_sizes(op: str, input_size, hidden_size, num_layers, dropout) -> None:

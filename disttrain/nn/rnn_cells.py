@@ -12,7 +12,7 @@ import numpy
 
 from disttrain.nn import functional as F
 from disttrain.nn.module import Module
-from disttrain.nn.rnn import _new_parameter
+from disttrain.nn.rnn import uniform_parameter
 from disttrain.ops.rnn import GRULayer, LSTMLayer, RNNLayer
 from disttrain.tensor import Tensor
 
@@ -29,11 +29,11 @@ class RNNCellBase(Module):
                                  f"got {value!r}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         gates, bound = num_chunks * hidden_size, 1.0 / math.sqrt(hidden_size)
-        self.weight_ih = _new_parameter((gates, input_size), dtype, bound, generator)
-        self.weight_hh = _new_parameter((gates, hidden_size), dtype, bound, generator)
+        self.weight_ih = uniform_parameter((gates, input_size), dtype, bound, generator)
+        self.weight_hh = uniform_parameter((gates, hidden_size), dtype, bound, generator)
         for name in ("bias_ih", "bias_hh"):
             if bias:
-                setattr(self, name, _new_parameter((gates,), dtype, bound, generator))
+                setattr(self, name, uniform_parameter((gates,), dtype, bound, generator))
             else:
                 self.register_parameter(name, None)
         if device is not None:

@@ -1,7 +1,11 @@
-"""torch.nn.utils.rnn: pad_sequence (a list of variable-length sequences into one padded
-tensor), as a composite of cat and stack, so gradients flow back into every sequence."""
+"""torch.nn.utils.rnn: pad_sequence, PackedSequence, pack_padded_sequence, pad_packed_sequence
+and pack_sequence, as composites (cat, stack, index), so gradients flow back into every
+sequence. nn.RNN / LSTM / GRU take a PackedSequence and run each sequence to its own length.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy
 
@@ -47,3 +51,117 @@ def _pad_one(seq: Tensor, length: int, value: float, side: str) -> Tensor:
     fill = numpy.full((missing, *seq.shape[1:]), value, dtype=seq.dtype)
     pad = Tensor(fill).to(seq.device)
     return cat([seq, pad] if side == "right" else [pad, seq], 0)
+
+
+class PackedSequence(NamedTuple):
+    """Variable-length sequences packed time step by time step, longest first (torch's layout).
+
+    data (N, *) holds step 0 of every sequence, then step 1 of those still running, ...;
+    batch_sizes[t] counts the sequences still running at step t; sorted_indices (or None when
+    the batch was already sorted) maps the packed order to the original batch positions and
+    unsorted_indices back.
+    """
+
+    data: Tensor
+    batch_sizes: Tensor
+    sorted_indices: Tensor | None = None
+    unsorted_indices: Tensor | None = None
+
+
+def _as_ints(values, what: str) -> numpy.ndarray:
+    array = values.detach().numpy() if isinstance(values, Tensor) else numpy.asarray(values)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise ValueError(f"pack_padded_sequence: {what} must be a 1-D list or tensor of ints, "
+                         f"got {array.dtype} of shape {array.shape}")
+    return array.astype(numpy.int64)
+
+
+def _packed_rows(batch_sizes: numpy.ndarray, order: numpy.ndarray) -> tuple:
+    """(step, original batch index) of every row of data, in packing order."""
+    steps = numpy.repeat(numpy.arange(len(batch_sizes)), batch_sizes)
+    ranks = numpy.concatenate([numpy.arange(n) for n in batch_sizes])
+    return steps, order[ranks]
+
+
+def _order(packed: PackedSequence, batch: int) -> numpy.ndarray:
+    if packed.sorted_indices is None:
+        return numpy.arange(batch)
+    return packed.sorted_indices.detach().numpy()
+
+
+def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
+                         enforce_sorted: bool = True) -> PackedSequence:
+    """Packs a padded batch (T, B, *) (or (B, T, *)) whose sequence b has lengths[b] steps.
+
+    Args:
+        input: the padded batch.
+        lengths: list or int tensor of B lengths, each in [1, T].
+        batch_first: input is (B, T, *).
+        enforce_sorted: require lengths in decreasing order (else they are sorted here).
+
+    Example:
+        >>> pack_padded_sequence(dt.randn(3, 2, 4), [3, 1]).batch_sizes.tolist()
+        [2, 1, 1]
+    """
+    lengths = _as_ints(lengths, "lengths")
+    steps_dim = 1 if batch_first else 0
+    batch = input.shape[1 - steps_dim]
+    if len(lengths) != batch or lengths.min() < 1 or lengths.max() > input.shape[steps_dim]:
+        raise ValueError(f"pack_padded_sequence: expected {batch} lengths in [1, "
+                         f"{input.shape[steps_dim]}] for input of shape {tuple(input.shape)}, "
+                         f"got {lengths.tolist()}")
+    order = numpy.argsort(-lengths, kind="stable")
+    if enforce_sorted and (order != numpy.arange(batch)).any():
+        raise ValueError(f"pack_padded_sequence: lengths must be sorted in decreasing order "
+                         f"when enforce_sorted=True, got {lengths.tolist()}; pass "
+                         "enforce_sorted=False to sort them here")
+    batch_sizes = (lengths[None, :] > numpy.arange(lengths.max())[:, None]).sum(axis=1)
+    steps, rows = _packed_rows(batch_sizes, order)
+    data = input[(rows, steps) if batch_first else (steps, rows)]
+    if enforce_sorted:
+        return PackedSequence(data, Tensor(batch_sizes))
+    return PackedSequence(data, Tensor(batch_sizes), Tensor(order),
+                          Tensor(numpy.argsort(order)))
+
+
+def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
+                        padding_value: float = 0.0, total_length: int | None = None) -> tuple:
+    """Inverse of pack_padded_sequence: (padded (T, B, *) or (B, T, *), lengths int64 (B,)).
+
+    Args:
+        sequence: a PackedSequence.
+        batch_first: return (B, T, *).
+        padding_value: value past each sequence's end.
+        total_length: pad to this many steps (at least the longest sequence).
+
+    Example:
+        >>> packed = pack_padded_sequence(dt.randn(3, 2, 4), [3, 1])
+        >>> [t.tolist() if t.ndim == 1 else t.shape for t in pad_packed_sequence(packed)]
+        [(3, 2, 4), [3, 1]]
+    """
+    batch_sizes = sequence.batch_sizes.detach().numpy().astype(numpy.int64)
+    batch, steps = int(batch_sizes[0]), len(batch_sizes)
+    total = steps if total_length is None else int(total_length)
+    if total < steps:
+        raise ValueError(f"pad_packed_sequence: total_length ({total_length}) must be at least "
+                         f"the longest sequence ({steps})")
+    data = sequence.data
+    index = numpy.full((total, batch), data.shape[0], dtype=numpy.int64)
+    step_of, row_of = _packed_rows(batch_sizes, _order(sequence, batch))
+    index[step_of, row_of] = numpy.arange(data.shape[0])
+    fill = Tensor(numpy.full((1, *data.shape[1:]), padding_value, dtype=data.dtype))
+    padded = cat([data, fill.to(data.device)], 0)[index.T if batch_first else index]
+    lengths = numpy.bincount(row_of, minlength=batch).astype(numpy.int64)
+    return padded, Tensor(lengths)
+
+
+def pack_sequence(sequences, enforce_sorted: bool = True) -> PackedSequence:
+    """Packs a list of (L_i, *) sequences: pad_sequence, then pack_padded_sequence.
+
+    Example:
+        >>> pack_sequence([dt.ones(3, 2), dt.ones(1, 2)]).data.shape
+        (4, 2)
+    """
+    sequences = list(sequences)
+    lengths = [seq.shape[0] for seq in sequences]
+    return pack_padded_sequence(pad_sequence(sequences), lengths, enforce_sorted=enforce_sorted)
