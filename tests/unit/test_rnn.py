@@ -11,7 +11,12 @@ import pytest
 
 import disttrain as dt
 import disttrain.nn as nn
-from disttrain.nn.utils.rnn import pad_sequence
+from disttrain.nn.utils.rnn import (
+    pack_padded_sequence,
+    pack_sequence,
+    pad_packed_sequence,
+    pad_sequence,
+)
 
 
 @pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
@@ -147,3 +152,39 @@ def test_pad_sequence_values_and_grads():
 def test_pad_sequence_errors(args, message):
     with pytest.raises(ValueError, match=message):
         pad_sequence(*args)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: pack_padded_sequence(dt.zeros(4, 2, 3), [2, 4]),
+     r"lengths must be sorted in decreasing order when enforce_sorted=True, got \[2, 4\]"),
+    (lambda: pack_padded_sequence(dt.zeros(4, 2, 3), [5, 1]),
+     r"expected 2 lengths in \[1, 4\] for input of shape \(4, 2, 3\), got \[5, 1\]"),
+    (lambda: pack_padded_sequence(dt.zeros(4, 2, 3), [1.5, 1.0]),
+     r"lengths must be a 1-D list or tensor of ints, got float64"),
+    (lambda: pad_packed_sequence(pack_sequence([dt.zeros(3, 2)]), total_length=2),
+     r"total_length \(2\) must be at least the longest sequence \(3\)"),
+    (lambda: nn.GRU(3, 4)(pack_sequence([dt.zeros(3, 2)])),
+     r"GRU: expected PackedSequence data of shape \(N, 3\), got \(3, 2\)"),
+])
+def test_packed_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_packed_lstm_matches_each_sequence_alone():
+    """A packed batch gives every sequence the output it gets when run alone."""
+    model = nn.LSTM(2, 3, bidirectional=True)
+    seqs = [dt.randn(4, 2), dt.randn(2, 2), dt.randn(3, 2)]
+    out, (h_n, c_n) = model(pack_sequence(seqs, enforce_sorted=False))
+    padded, lengths = pad_packed_sequence(out, batch_first=True)
+    assert lengths.tolist() == [4, 2, 3]
+    for b, seq in enumerate(seqs):
+        alone, (h_alone, c_alone) = model(seq)
+        n = seq.shape[0]
+        numpy.testing.assert_allclose(padded.detach().numpy()[b, :n], alone.detach().numpy(),
+                                      rtol=1e-5, atol=1e-6)
+        assert (padded.detach().numpy()[b, n:] == 0).all()
+        numpy.testing.assert_allclose(h_n.detach().numpy()[:, b], h_alone.detach().numpy(),
+                                      rtol=1e-5, atol=1e-6)
+        numpy.testing.assert_allclose(c_n.detach().numpy()[:, b], c_alone.detach().numpy(),
+                                      rtol=1e-5, atol=1e-6)
