@@ -13,7 +13,7 @@ from disttrain.nn import functional as F
 from disttrain.nn import init
 from disttrain.nn.layers import Linear, empty_parameter
 from disttrain.nn.module import Module
-from disttrain.tensor import Tensor
+from disttrain.tensor import Tensor, cat
 
 
 def _float_mask(mask: Tensor, dtype, name: str) -> Tensor:
@@ -36,7 +36,10 @@ class MultiheadAttention(Module):
         dropout: dropout probability on the attention weights (training only).
         bias: add biases to the input and output projections.
         batch_first: inputs and outputs are (N, L, E) instead of (L, N, E).
-        add_bias_kv, add_zero_attn, kdim, vdim: accepted with their defaults only (others raise).
+        add_bias_kv: learn one extra key and value (bias_k, bias_v) appended to the sequence.
+        add_zero_attn: append a zero key and value (after the projections) to the sequence.
+        kdim, vdim: feature sizes of key and value (default embed_dim); when they differ from
+            embed_dim the projections are q_proj_weight, k_proj_weight, v_proj_weight.
         generator: numpy Generator for the initial weights and the dropout masks.
 
     Shape:
@@ -55,40 +58,50 @@ class MultiheadAttention(Module):
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
                  batch_first: bool = False, device=None, dtype=None, *, generator=None):
         super().__init__()
-        self._check_options(embed_dim, num_heads, dropout, add_bias_kv, add_zero_attn, kdim, vdim)
-        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
-        self.kdim = self.vdim = embed_dim
-        self._qkv_same_embed_dim = True
-        self.head_dim, self.batch_first, self.generator = embed_dim // num_heads, batch_first, \
-            generator
-        self.in_proj_weight = empty_parameter((3 * embed_dim, embed_dim), dtype)
-        if bias:
-            self.in_proj_bias = empty_parameter((3 * embed_dim,), dtype)
-        else:
-            self.register_parameter("in_proj_bias", None)
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype, generator=generator)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
-        init.xavier_uniform_(self.in_proj_weight, generator=generator)
-        if bias:
-            init.zeros_(self.in_proj_bias), init.zeros_(self.out_proj.bias)
-        if device is not None:
-            self.to(device)
-
-    @staticmethod
-    def _check_options(embed_dim, num_heads, dropout, add_bias_kv, add_zero_attn, kdim, vdim):
         if num_heads <= 0 or embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by "
                              f"num_heads ({num_heads})")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"MultiheadAttention: dropout must be in [0, 1], got {dropout}")
-        for name, value, default in (("add_bias_kv", add_bias_kv, False),
-                                     ("add_zero_attn", add_zero_attn, False),
-                                     ("kdim", kdim, (None, embed_dim)),
-                                     ("vdim", vdim, (None, embed_dim))):
-            if value not in (default if isinstance(default, tuple) else (default,)):
-                raise NotImplementedError(f"MultiheadAttention: {name}={value} is not supported "
-                                          f"(only {default}); use separate Linear layers")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.head_dim, self.batch_first = embed_dim // num_heads, batch_first
+        self.generator, self.add_zero_attn = generator, add_zero_attn
+        self._make_parameters(bias, add_bias_kv, dtype)
+        if device is not None:
+            self.to(device)
+
+    def _make_parameters(self, bias: bool, add_bias_kv: bool, dtype) -> None:
+        """torch's parameters in torch's order, with torch's initialisation."""
+        e, gen = self.embed_dim, self.generator
+        names = ("q_proj_weight", "k_proj_weight", "v_proj_weight")
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = empty_parameter((3 * e, e), dtype)
+            for name in names:
+                self.register_parameter(name, None)
+        else:
+            self.register_parameter("in_proj_weight", None)
+            for name, dim in zip(names, (e, self.kdim, self.vdim)):
+                setattr(self, name, empty_parameter((e, dim), dtype))
+        if bias:
+            self.in_proj_bias = empty_parameter((3 * e,), dtype)
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = Linear(e, e, bias=bias, dtype=dtype, generator=gen)
+        if add_bias_kv:
+            self.bias_k, self.bias_v = (empty_parameter((1, 1, e), dtype) for _ in range(2))
+        else:
+            self.bias_k = self.bias_v = None
+        for w in (self.in_proj_weight, self.q_proj_weight, self.k_proj_weight,
+                  self.v_proj_weight):
+            if w is not None:
+                init.xavier_uniform_(w, generator=gen)
+        if bias:
+            init.zeros_(self.in_proj_bias), init.zeros_(self.out_proj.bias)
+        if add_bias_kv:
+            init.xavier_normal_(self.bias_k, generator=gen)
+            init.xavier_normal_(self.bias_v, generator=gen)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 key_padding_mask: Tensor | None = None, need_weights: bool = True,
@@ -131,34 +144,46 @@ class MultiheadAttention(Module):
             raise ValueError(f"MultiheadAttention: query, key and value must all be 3-D "
                              f"(batched) or 2-D (unbatched), got shapes {query.shape}, "
                              f"{key.shape}, {value.shape}")
+        dims = (query.shape[-1], key.shape[-1], value.shape[-1])
+        if dims != (self.embed_dim, self.kdim, self.vdim):
+            raise ValueError(f"MultiheadAttention: the last dims of query, key and value must be "
+                             f"embed_dim={self.embed_dim}, kdim={self.kdim}, vdim={self.vdim}, "
+                             f"got shapes {query.shape}, {key.shape}, {value.shape}")
         b = 0 if batch_first else 1
-        if query.shape[-1] != self.embed_dim or key.shape[-1] != self.embed_dim or \
-                value.shape[-1] != self.embed_dim:
-            raise ValueError(f"MultiheadAttention: the last dim of query, key and value must be "
-                             f"embed_dim={self.embed_dim}, got shapes {query.shape}, "
-                             f"{key.shape}, {value.shape}")
-        if key.shape != value.shape or query.shape[b] != key.shape[b]:
-            raise ValueError(f"MultiheadAttention: key and value must have the same shape and "
-                             f"the query's batch size, got query {query.shape}, key "
+        if key.shape[:-1] != value.shape[:-1] or query.shape[b] != key.shape[b]:
+            raise ValueError(f"MultiheadAttention: key and value must have the same batch and "
+                             f"length and the query's batch size, got query {query.shape}, key "
                              f"{key.shape}, value {value.shape} (batch_first={self.batch_first})")
 
     def _project(self, query, key, value, batch_first):
-        """q, k, v as (N, H, L or S, head_dim); one GEMM for all three in self-attention."""
-        w, b, e = self.in_proj_weight, self.in_proj_bias, self.embed_dim
-        if query is key and key is value:
-            qkv = F.linear(query, w, b)
-            q, k, v = (qkv[..., i * e:(i + 1) * e] for i in range(3))
-        else:
-            rows = [slice(i * e, (i + 1) * e) for i in range(3)]
-            q, k, v = (F.linear(x, w[r], None if b is None else b[r])
-                       for r, x in zip(rows, (query, key, value)))
+        """q, k, v as (N, H, L or S, head_dim), with bias_k/bias_v and the zero key appended."""
+        e, b = self.embed_dim, self.in_proj_bias
+        # NOTE: three GEMMs, also in self-attention: slicing one (.., 3E) product costs three
+        # full-size scatters in backward, ~30% slower at E=128
+        weights = [self.q_proj_weight, self.k_proj_weight, self.v_proj_weight] \
+            if self.in_proj_weight is None else \
+            [self.in_proj_weight[i * e:(i + 1) * e] for i in range(3)]
+        biases = [None] * 3 if b is None else [b[i * e:(i + 1) * e] for i in range(3)]
+        q, k, v = (F.linear(x, w, bias) for x, w, bias in zip((query, key, value), weights, biases))
+        if self.bias_k is not None:  # one more key, at the end of the sequence
+            seq, n = (1, k.shape[0]) if batch_first else (0, k.shape[1])
+            shape = (n, 1, e) if batch_first else (1, n, e)
+            k = cat([k, self.bias_k.expand(*shape)], seq)
+            v = cat([v, self.bias_v.expand(*shape)], seq)
         order = (0, 2, 1, 3) if batch_first else (1, 2, 0, 3)
         heads = (self.num_heads, self.head_dim)
-        return tuple(x.reshape(*x.shape[:2], *heads).permute(*order) for x in (q, k, v))
+        q, k, v = (x.reshape(*x.shape[:2], *heads).permute(*order) for x in (q, k, v))
+        if self.add_zero_attn:
+            zeros = Tensor._make(get_array_module(k.array).zeros(
+                (*k.shape[:2], 1, self.head_dim), k.dtype))
+            k, v = cat([k, zeros], 2), cat([v, zeros], 2)
+        return q, k, v
 
     def _merge_masks(self, attn_mask, key_padding_mask, n, length, source, dtype):
-        """attn_mask and key_padding_mask as one float mask broadcastable to (N, H, L, S)."""
-        mask = None
+        """attn_mask and key_padding_mask as one float mask broadcastable to (N, H, L, S), S
+        counting the keys bias_k and add_zero_attn append (every query attends to those)."""
+        extra = (self.bias_k is not None) + bool(self.add_zero_attn)
+        source, mask = source - extra, None
         if attn_mask is not None:
             expected = [(length, source), (n * self.num_heads, length, source)]
             if tuple(attn_mask.shape) not in expected:
@@ -174,6 +199,9 @@ class MultiheadAttention(Module):
             padding = _float_mask(key_padding_mask, dtype, "key_padding_mask")
             padding = padding.reshape(n, 1, 1, source)
             mask = padding if mask is None else mask + padding
+        if mask is not None and extra:
+            pad = get_array_module(mask.array).zeros((*mask.shape[:-1], extra), mask.dtype)
+            mask = cat([mask, Tensor._make(pad)], mask.ndim - 1)
         return mask
 
     def extra_repr(self) -> str:

@@ -43,6 +43,14 @@ def _mha(x, y, in_w, in_b, out_w, out_b, batch_first=False, **kwargs):
 
 MHA_PARAMS = ((12, 4), (12,), (4, 4), (4,))
 
+
+def _mha_options(x, y, z):
+    """MultiheadAttention(4, 2) with every option, freshly made from a fixed seed per call."""
+    mha = dt.nn.MultiheadAttention(4, 2, add_bias_kv=True, add_zero_attn=True, kdim=3, vdim=2,
+                                   dtype="float64", generator=numpy.random.default_rng(0))
+    out, weights = mha(x, y, z, key_padding_mask=_c(x, PAD_25), attn_mask=_c(x, ~MASK_45))
+    return out + weights.sum()
+
 CASES = [
     case("sin", lambda x: x.sin(), (3, 4)),
     case("cos", lambda x: dt.cos(x), (3, 4)),
@@ -77,6 +85,7 @@ CASES = [
     case("mha_batch_first_per_head", lambda x, y, *p: _mha(
         x.transpose(0, 1), y.transpose(0, 1), *p, batch_first=True,
         average_attn_weights=False, attn_mask=FLOAT_45), (4, 2, 4), (5, 2, 4), *MHA_PARAMS),
+    case("mha_all_options", _mha_options, (4, 2, 4), (5, 2, 3), (5, 2, 2)),
     case("mha_no_weights", lambda x, y, *p: _mha(x, y, *p, need_weights=False),
          (4, 2, 4), (5, 2, 4), *MHA_PARAMS),
 ]

@@ -137,18 +137,32 @@ MHA = [
     mha("no_weights_all_padded", (4, 2, 8), (5, 2, 8), need_weights=False,
         key_padding_mask=PAD_ALL_25),
     mha("per_head_weights", (4, 2, 8), (5, 2, 8), average_attn_weights=False),
+    mha("kdim_vdim", (4, 2, 8), (5, 2, 8), {"kdim": 6, "vdim": 3}, attn_mask=~BOOL_45),
+    mha("kdim_vdim_batch_first", (2, 4, 8), (2, 5, 8), {"kdim": 6, "batch_first": True},
+        key_padding_mask=PAD_25),
+    mha("add_bias_kv", (4, 2, 8), (5, 2, 8), {"add_bias_kv": True}),
+    mha("add_bias_kv_masks", (2, 4, 8), (2, 5, 8), {"add_bias_kv": True, "batch_first": True},
+        attn_mask=FLOAT_45, key_padding_mask=FLOAT_PAD_25),
+    mha("add_zero_attn", (4, 2, 8), (5, 2, 8), {"add_zero_attn": True},
+        key_padding_mask=PAD_25, average_attn_weights=False),
+    mha("add_zero_attn_bias_kv_3d_mask", (4, 2, 8), (5, 2, 8),
+        {"add_zero_attn": True, "add_bias_kv": True}, attn_mask=BOOL_445),
+    mha("all_options_unbatched", (4, 8), (5, 8),
+        {"add_zero_attn": True, "add_bias_kv": True, "kdim": 3, "vdim": 5},
+        key_padding_mask=PAD_25[0], attn_mask=~BOOL_45),
     mha("unbatched_per_head", (4, 8), (5, 8), key_padding_mask=PAD_25[0],
         average_attn_weights=False),
 ]
 
 
-def _mha_inputs(lib, query, key):
+def _mha_inputs(lib, query, key, module):
     rng = numpy.random.default_rng(5)
     q = _t(lib, rng.standard_normal(query).astype(numpy.float32)).requires_grad_()
     if key is None:
         return [q], (q, q, q)
-    k, v = (_t(lib, rng.standard_normal(key).astype(numpy.float32)).requires_grad_()
-            for _ in range(2))
+    dims = (module.get("kdim", query[-1]), module.get("vdim", query[-1]))
+    k, v = (_t(lib, rng.standard_normal((*key[:-1], d)).astype(numpy.float32)).requires_grad_()
+            for d in dims)
     return [q, k, v], (q, k, v)
 
 
@@ -158,8 +172,8 @@ def test_multihead_attention_parity(query, key, module, kwargs):
     ours = dt.nn.MultiheadAttention(8, 2, **module)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    leaves, args = _mha_inputs(dt, query, key)
-    torch_leaves, torch_args = _mha_inputs(torch, query, key)
+    leaves, args = _mha_inputs(dt, query, key, module)
+    torch_leaves, torch_args = _mha_inputs(torch, query, key, module)
     out = ours(*args, **{k: _t(dt, v) if isinstance(v, numpy.ndarray) else v
                          for k, v in kwargs.items()})
     torch_out = theirs(*torch_args, **{k: _t(torch, v) if isinstance(v, numpy.ndarray) else v

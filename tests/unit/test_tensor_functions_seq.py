@@ -69,12 +69,6 @@ Q = dt.randn(2, 4, 8)
      ValueError, r"a float attn_mask must have the query's dtype float32, got float64"),
     (lambda: nn.MultiheadAttention(10, 3), ValueError,
      r"embed_dim \(10\) must be divisible by num_heads \(3\)"),
-    (lambda: nn.MultiheadAttention(8, 2, add_bias_kv=True), NotImplementedError,
-     r"add_bias_kv=True is not supported"),
-    (lambda: nn.MultiheadAttention(8, 2, kdim=4), NotImplementedError,
-     r"kdim=4 is not supported"),
-    (lambda: nn.MultiheadAttention(8, 2, add_zero_attn=True), NotImplementedError,
-     r"add_zero_attn=True is not supported"),
     (lambda: nn.MultiheadAttention(8, 2)(Q, Q, Q, is_causal=True), RuntimeError,
      r"need attn_mask if specifying the is_causal hint"),
     (lambda: nn.MultiheadAttention(8, 2)(Q, Q, Q, attn_mask=dt.ones(4, 2).bool()), ValueError,
@@ -87,9 +81,11 @@ Q = dt.randn(2, 4, 8)
     (lambda: nn.MultiheadAttention(8, 2)(Q, dt.randn(4, 8), dt.randn(4, 8)), ValueError,
      r"query, key and value must all be 3-D \(batched\) or 2-D \(unbatched\)"),
     (lambda: nn.MultiheadAttention(6, 2)(Q, Q, Q), ValueError,
-     r"the last dim of query, key and value must be embed_dim=6"),
+     r"the last dims of query, key and value must be embed_dim=6, kdim=6, vdim=6, got"),
+    (lambda: nn.MultiheadAttention(8, 2, kdim=5)(Q, Q, Q), ValueError,
+     r"must be embed_dim=8, kdim=5, vdim=8, got shapes \(2, 4, 8\)"),
     (lambda: nn.MultiheadAttention(8, 2)(Q, dt.randn(5, 3, 8), dt.randn(5, 3, 8)), ValueError,
-     r"key and value must have the same shape and the query's batch size"),
+     r"key and value must have the same batch and length and the query's batch size"),
 ])
 def test_attention_errors(call, error, message):
     with pytest.raises(error, match=message):
@@ -119,6 +115,15 @@ def test_multihead_attention_dropout_only_in_training():
     eval_a, eval_b = mha(x, x, x)[0], mha(x, x, x)[0]
     numpy.testing.assert_array_equal(eval_a.detach().numpy(), eval_b.detach().numpy())
     assert not numpy.allclose(train_out.detach().numpy(), eval_a.detach().numpy())
+
+
+def test_multihead_attention_separate_projection_layout():
+    mha = nn.MultiheadAttention(8, 2, kdim=5, vdim=3, add_bias_kv=True)
+    assert [(k, v.shape) for k, v in mha.state_dict().items()] == [
+        ("q_proj_weight", (8, 8)), ("k_proj_weight", (8, 5)), ("v_proj_weight", (8, 3)),
+        ("in_proj_bias", (24,)), ("bias_k", (1, 1, 8)), ("bias_v", (1, 1, 8)),
+        ("out_proj.weight", (8, 8)), ("out_proj.bias", (8,))]
+    assert mha.in_proj_weight is None and not mha._qkv_same_embed_dim
 
 
 def test_multihead_attention_layout_and_repr():
