@@ -3,7 +3,9 @@ initialisation, masks and return values."""
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import numpy
 
@@ -180,27 +182,37 @@ class MultiheadAttention(Module):
         return q, k, v
 
     def _merge_masks(self, attn_mask, key_padding_mask, n, length, source, dtype):
-        """attn_mask and key_padding_mask as one float mask broadcastable to (N, H, L, S), S
-        counting the keys bias_k and add_zero_attn append (every query attends to those)."""
+        """attn_mask and key_padding_mask as one mask broadcastable to (N, H, L, S), S counting
+        the keys bias_k and add_zero_attn append (every query attends to those): bool (True =
+        attend, for the softmax primitive) when both are bool, else float (added)."""
         extra = (self.bias_k is not None) + bool(self.add_zero_attn)
-        source, mask = source - extra, None
+        source, masks = source - extra, {}
         if attn_mask is not None:
             expected = [(length, source), (n * self.num_heads, length, source)]
             if tuple(attn_mask.shape) not in expected:
                 raise ValueError(f"MultiheadAttention: attn_mask must have shape {expected[0]} "
                                  f"or {expected[1]}, got {attn_mask.shape}")
-            mask = _float_mask(attn_mask, dtype, "attn_mask")
-            if mask.ndim == 3:
-                mask = mask.reshape(n, self.num_heads, length, source)
+            masks["attn_mask"] = attn_mask if attn_mask.ndim == 2 else \
+                attn_mask.reshape(n, self.num_heads, length, source)
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (n, source):
                 raise ValueError(f"MultiheadAttention: key_padding_mask must have shape "
                                  f"{(n, source)} (N, S), got {key_padding_mask.shape}")
-            padding = _float_mask(key_padding_mask, dtype, "key_padding_mask")
-            padding = padding.reshape(n, 1, 1, source)
-            mask = padding if mask is None else mask + padding
-        if mask is not None and extra:
-            pad = get_array_module(mask.array).zeros((*mask.shape[:-1], extra), mask.dtype)
+            masks["key_padding_mask"] = key_padding_mask.reshape(n, 1, 1, source)
+        if not masks:
+            return None
+        xp = get_array_module(next(iter(masks.values())).array)
+        if all(m.dtype == numpy.bool_ for m in masks.values()):
+            # NOTE: bool masks stay bool: the softmax primitive applies them with one where,
+            # where a float mask costs an add over the whole (N, H, L, S) scores
+            masked = functools.reduce(xp.logical_or, [m.array for m in masks.values()])
+            mask, fill = Tensor._make(~masked), True
+        else:
+            mask = functools.reduce(operator.add, [_float_mask(m, dtype, name)
+                                                   for name, m in masks.items()])
+            fill = 0
+        if extra:
+            pad = xp.full((*mask.shape[:-1], extra), fill, mask.dtype)
             mask = cat([mask, Tensor._make(pad)], mask.ndim - 1)
         return mask
 

@@ -22,6 +22,7 @@ class MaskedSoftmax(Function):
 
     def backward(self, grad):
         y = self.saved[0]
-        grad_x = grad * y
-        grad_x -= y * grad_x.sum(axis=-1, keepdims=True)
+        grad_x = grad * y  # NOTE: then (grad - sum(grad * y)) * y in place: one temporary
+        get_array_module(y).subtract(grad, grad_x.sum(axis=-1, keepdims=True), out=grad_x)
+        grad_x *= y
         return grad_x
