@@ -28,6 +28,20 @@ def _check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
                          f"equal value.shape[-2]={value.shape[-2]}")
 
 
+def _repeat_heads(query: Tensor, x: Tensor, name: str) -> Tensor:
+    """x (..., Hkv, S, E) with each head repeated Hq / Hkv times (torch's repeat_interleave)."""
+    if query.ndim < 3 or x.ndim < 3 or query.shape[-3] % x.shape[-3]:
+        raise ValueError(f"scaled_dot_product_attention: with enable_gqa the query's heads "
+                         f"(dim -3) must be a multiple of the {name}'s, got shapes "
+                         f"{query.shape} and {x.shape}")
+    groups = query.shape[-3] // x.shape[-3]
+    if groups == 1:
+        return x
+    shape = x.shape
+    x = x.unsqueeze(-3).expand(*shape[:-2], groups, *shape[-2:])
+    return x.reshape(*shape[:-3], shape[-3] * groups, *shape[-2:])
+
+
 def _causal_mask(query: Tensor, L: int, S: int) -> Tensor:
     """The (L, S) bool mask of torch's is_causal: True on and below the diagonal."""
     xp = get_array_module(query.array)
@@ -79,8 +93,8 @@ def _live_mask(mask: Tensor) -> tuple[Tensor, object]:
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                                  attn_mask: Tensor | None = None, dropout_p: float = 0.0,
-                                 is_causal: bool = False, scale: float | None = None, *,
-                                 generator=None) -> Tensor:
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False, *, generator=None) -> Tensor:
     """softmax(query @ key^T * scale + mask) @ value, as torch's.
 
     Args:
@@ -91,6 +105,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         is_causal: attend only to positions j <= i (an (L, S) lower-triangular mask); then
             attn_mask must be None.
         scale: the scores' factor (default 1 / sqrt(E)).
+        enable_gqa: grouped-query attention: key and value have Hq / G heads (dim -3), each
+            shared by G consecutive query heads.
         generator: numpy Generator for the dropout mask (default: the one dt.manual_seed seeds).
 
     Shape:
@@ -101,6 +117,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         >>> F.scaled_dot_product_attention(q, q, q, is_causal=True).shape
         (2, 4, 5, 8)
     """
+    if enable_gqa:
+        key, value = _repeat_heads(query, key, "key"), _repeat_heads(query, value, "value")
     _check_qkv(query, key, value)
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"scaled_dot_product_attention: dropout_p must be in [0, 1], got "

@@ -78,6 +78,8 @@ CASES = [
         q, k, v, attn_mask=m), (2, 4, 3), (2, 5, 3), (2, 5, 3), (4, 5)),
     case("sdpa_causal_scale", lambda q, k, v: F.scaled_dot_product_attention(
         q, k, v, is_causal=True, scale=0.7), (1, 2, 4, 3), (1, 2, 4, 3), (1, 2, 4, 3)),
+    case("sdpa_gqa", lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, enable_gqa=True), (1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 2)),
     case("mha_self", lambda x, *p: _mha(x, x, *p), (3, 2, 4), *MHA_PARAMS),
     case("mha_cross_masks", lambda x, y, *p: _mha(
         x, y, *p, attn_mask=~MASK_45, key_padding_mask=PAD_25), (4, 2, 4), (5, 2, 4),

@@ -99,6 +99,9 @@ SDPA = [
     sdpa("causal", (2, 3, 4, 8), (2, 3, 4, 8), (2, 3, 4, 8), is_causal=True),
     sdpa("causal_rect", (2, 4, 8), (2, 6, 8), (2, 6, 8), is_causal=True),
     sdpa("scale", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), scale=0.3),
+    sdpa("gqa", (2, 6, 4, 8), (2, 2, 5, 8), (2, 2, 5, 4), enable_gqa=True),
+    sdpa("gqa_causal_mask", (6, 4, 8), (3, 4, 8), (3, 4, 8), enable_gqa=True, is_causal=True),
+    sdpa("gqa_same_heads", (2, 3, 4, 8), (2, 3, 5, 8), (2, 3, 5, 8), BOOL_45, enable_gqa=True),
 ]
 
 
