@@ -186,7 +186,12 @@ class MathMethods:
 
     def bmm(self, mat2: Tensor) -> Tensor:
         """Batched matrix product (b, n, m) @ (b, m, p) -> (b, n, p), as torch.bmm (no
-        broadcasting)."""
+        broadcasting).
+
+        Example:
+            >>> dt.ones(2, 3, 4).bmm(dt.ones(2, 4, 5)).shape
+            (2, 3, 5)
+        """
         if self.ndim != 3 or mat2.ndim != 3:
             raise ValueError(f"bmm: both arguments must be 3-D (b, n, m) and (b, m, p), got "
                              f"shapes {self.shape} and {mat2.shape}")
@@ -199,8 +204,16 @@ class MathMethods:
         return self @ mat2
 
     def baddbmm(self, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
-        """beta * self + alpha * bmm(batch1, batch2), as torch.baddbmm (self broadcasts to
-        (b, n, p); with beta == 0 self is ignored, NaNs included)."""
+        """beta * self + alpha * bmm(batch1, batch2), as torch.baddbmm.
+
+        Args:
+            batch1, batch2: (b, n, m) and (b, m, p); self broadcasts to (b, n, p).
+            beta, alpha: the factors; with beta == 0 self is ignored (NaNs included).
+
+        Example:
+            >>> dt.zeros(5).baddbmm(dt.ones(2, 3, 4), dt.ones(2, 4, 5), alpha=0.5).shape
+            (2, 3, 5)
+        """
         product = batch1.bmm(batch2)
         if self.dtype != product.dtype:
             raise ValueError(f"baddbmm: input dtype {self.dtype} does not match the batches' "

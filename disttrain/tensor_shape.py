@@ -97,7 +97,12 @@ class ShapeMethods:
 
     def narrow(self, dim: int, start: int, length: int) -> Tensor:
         """The slice [start, start + length) of dimension `dim` (torch.narrow; start may be
-        negative)."""
+        negative).
+
+        Example:
+            >>> dt.arange(6).reshape(2, 3).narrow(1, 1, 2).tolist()
+            [[1, 2], [4, 5]]
+        """
         axis = normalize_dim(dim, self.ndim, "narrow")
         size = self.shape[axis]
         begin = start + size if start < 0 else start
@@ -107,7 +112,12 @@ class ShapeMethods:
         return self[(slice(None),) * axis + (slice(begin, begin + length),)]
 
     def tril(self, diagonal: int = 0) -> Tensor:
-        """The lower triangle of the last two dims (elements j <= i + diagonal), rest 0."""
+        """The lower triangle of the last two dims (elements j <= i + diagonal), rest 0.
+
+        Example:
+            >>> dt.ones(3, 3).tril().tolist()
+            [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+        """
         return self._triangle("tril", diagonal, lower=True)
 
     def triu(self, diagonal: int = 0) -> Tensor:
