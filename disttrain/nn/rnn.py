@@ -112,7 +112,7 @@ class RNNBase(Module):
             for d, suffix in enumerate(("", "_reverse")[:directions]):
                 w_ih, w_hh, b_ih, b_hh = self._layer_weights(layer, suffix)
                 state = tuple(s[layer * directions + d] for s in states)
-                out, h_n, c_n = _run_layer(self.mode, F.linear(x, w_ih, b_ih), state, w_hh,
+                out, h_n, c_n = _run_layer(self.mode, _project(x, w_ih, b_ih), state, w_hh,
                                            b_hh, d == 1, lengths)
                 outputs.append(out)
                 finals_h.append(h_n)
@@ -133,6 +133,15 @@ class RNNBase(Module):
             if getattr(self, name) != default:
                 text += f", {name}={getattr(self, name)}"
         return text
+
+
+def _project(x: Tensor, weight, bias) -> Tensor:
+    """x W_ih^T + b_ih for every step at once (T, B, G).
+    NOTE: as ONE 2-D GEMM: numpy's 3-D matmul runs one small GEMM per step (and a slow loop for
+    the strided view batch_first makes)."""
+    steps, batch = x.shape[0], x.shape[1]
+    flat = F.linear(x.reshape(steps * batch, x.shape[2]), weight, bias)
+    return flat.reshape(steps, batch, flat.shape[1])
 
 
 def _on_device_of(tensor: Tensor, array):
