@@ -44,7 +44,7 @@ def test_graph_is_few_nodes_per_layer():
         names.append(node.name)
         stack.extend(node.parents)
     assert sorted(names) == ["IndexBackward", "LSTMLayerBackward", "LinearBackward",
-                            "ReshapeBackward", "ReshapeBackward"]
+                            "ReshapeBackward"]
 
 
 def test_parameter_names_shapes_and_init():
