@@ -67,7 +67,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | Non
             keep = xp.broadcast_to(attn_mask.array, scores.shape)
         else:
             scores = scores + attn_mask
-    weights = ops.MaskedSoftmax.apply(scores, keep=keep)
+    weights = ops.Softmax.apply(scores, keep=keep)
     if dead is not None:
         weights = weights.masked_fill(dead, 0.0)
     if dropout_p > 0.0:

@@ -244,7 +244,10 @@ class MathMethods:
     clip = clamp
 
     def softmax(self, dim: int) -> Tensor:
-        return self.log_softmax(dim).exp()
+        axis = normalize_dim(dim, self.ndim, "softmax")
+        if self.ndim == 0:  # NOTE: numpy makes 0-d results scalars, which Softmax's out= rejects
+            return self.log_softmax(dim).exp()
+        return ops.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, dim: int) -> Tensor:
         return ops.LogSoftmax.apply(self, axis=normalize_dim(dim, self.ndim, "log_softmax"))

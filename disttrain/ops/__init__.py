@@ -8,7 +8,7 @@ so `from disttrain import ops; ops.Add` is the way the core names them. Imports 
 backend only: never disttrain.tensor (no import cycle).
 """
 
-from disttrain.ops.attention import MaskedSoftmax
+from disttrain.ops.attention import Softmax
 from disttrain.ops.conv import AvgPool2d, Conv2d, MaxPool2d
 from disttrain.ops.elementwise import (
     Abs,
@@ -43,5 +43,5 @@ __all__ = [
     "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
-    "MaskedSoftmax",
+    "Softmax",
 ]  # fmt: skip
