@@ -68,6 +68,8 @@ CASES = [
          (2, 3, 5), (2, 3, 4), (2, 4, 5)),
     case("masked_fill_broadcast", lambda x: x.masked_fill(_c(x, BROADCAST_MASK_4), 2.0),
          (3, 4)),
+    case("softmax_dim0", lambda x: x.softmax(0), (3, 4, 2)),
+    case("softmax_middle_dim", lambda x: dt.softmax(x * 3, 1), (3, 4, 2)),
     case("sdpa", lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
          (2, 4, 3), (2, 5, 3), (2, 5, 2)),
     case("sdpa_bool_mask", lambda q, k, v: F.scaled_dot_product_attention(

@@ -62,6 +62,8 @@ TENSOR_FUNCTIONS = [
        (2, 3, 5), (2, 3, 4), (2, 4, 5)),
     op("baddbmm_broadcast", lambda m, c, a, b: c.baddbmm(a, b, beta=2.0), (5,), (2, 3, 4),
        (2, 4, 5)),
+    op("softmax_dim0", lambda m, x: x.softmax(0), (3, 4, 2)),
+    op("softmax_middle_large", lambda m, x: (x * 30).softmax(1), (3, 4, 2)),
     op("masked_fill_broadcast", lambda m, x: x.masked_fill(m.const(BOOL_45[0]), -1.5),
        (3, 4, 5)),
     op("masked_fill_inf", lambda m, x: x.masked_fill(m.const(BOOL_45), float("-inf")).softmax(-1),
