@@ -156,8 +156,9 @@ def _repack(x: Tensor, like: PackedSequence) -> PackedSequence:
         else like.sorted_indices.detach().numpy()
     steps = numpy.repeat(numpy.arange(len(batch_sizes)), batch_sizes)
     ranks = numpy.concatenate([numpy.arange(n) for n in batch_sizes])
-    return PackedSequence(x[steps, order[ranks]], like.batch_sizes, like.sorted_indices,
-                          like.unsorted_indices)
+    xp = get_array_module(x.array)
+    return PackedSequence(x[xp.asarray(steps), xp.asarray(order[ranks])], like.batch_sizes,
+                          like.sorted_indices, like.unsorted_indices)
 
 
 def _check_sizes(op: str, input_size, hidden_size, num_layers, dropout) -> None:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy
 
+from disttrain.backend import get_array_module
 from disttrain.tensor import Tensor
 from disttrain.tensor_shape import cat, stack
 
@@ -117,6 +118,8 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
                          "enforce_sorted=False to sort them here")
     batch_sizes = (lengths[None, :] > numpy.arange(lengths.max())[:, None]).sum(axis=1)
     steps, rows = _packed_rows(batch_sizes, order)
+    xp = get_array_module(input.array)  # NOTE: index arrays live where the data does
+    rows, steps = xp.asarray(rows), xp.asarray(steps)
     data = input[(rows, steps) if batch_first else (steps, rows)]
     if enforce_sorted:
         return PackedSequence(data, Tensor(batch_sizes))
@@ -150,7 +153,8 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False,
     step_of, row_of = _packed_rows(batch_sizes, _order(sequence, batch))
     index[step_of, row_of] = numpy.arange(data.shape[0])
     fill = Tensor(numpy.full((1, *data.shape[1:]), padding_value, dtype=data.dtype))
-    padded = cat([data, fill.to(data.device)], 0)[index.T if batch_first else index]
+    index = get_array_module(data.array).asarray(index.T if batch_first else index)
+    padded = cat([data, fill.to(data.device)], 0)[index]
     lengths = numpy.bincount(row_of, minlength=batch).astype(numpy.int64)
     return padded, Tensor(lengths)
 
