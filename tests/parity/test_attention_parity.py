@@ -130,6 +130,8 @@ MHA = [
     mha("batch_first", (2, 4, 8), (2, 5, 8), {"batch_first": True}),
     mha("no_bias", (4, 2, 8), (5, 2, 8), {"bias": False}),
     mha("unbatched", (4, 8), (5, 8)),
+    mha("unbatched_batch_first_3d_mask", (4, 8), (5, 8), {"batch_first": True},
+        attn_mask=BOOL_445[:2]),
     mha("attn_mask_bool", (4, 2, 8), (5, 2, 8), attn_mask=~BOOL_45),
     mha("attn_mask_float", (4, 2, 8), (5, 2, 8), attn_mask=FLOAT_45),
     mha("attn_mask_3d", (4, 2, 8), (5, 2, 8), attn_mask=BOOL_445),
