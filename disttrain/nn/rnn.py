@@ -9,6 +9,7 @@ gates, backward through time by hand, no recursion).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy
 
@@ -77,6 +78,10 @@ class RNNBase(Module):
                     self._flat_weights_names.append(name)
         if device is not None:
             self.to(device)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for ported scripts: torch packs the weights for cuDNN here; disttrain's
+        recurrence reads the parameters as they are."""
 
     def _layer_weights(self, layer: int, suffix: str) -> tuple:
         get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
@@ -169,6 +174,10 @@ def _check_sizes(op: str, input_size, hidden_size, num_layers, dropout) -> None:
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) \
             or not 0 <= dropout <= 1:
         raise ValueError(f"{op}: dropout must be a number in [0, 1], got {dropout!r}")
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(f"{op}: dropout option adds dropout after all but last recurrent layer, "
+                      "so non-zero dropout expects num_layers greater than 1, but got "
+                      f"dropout={dropout} and num_layers={num_layers}", UserWarning, stacklevel=3)
 
 
 def _time_major(module: RNNBase, input: Tensor, batched: bool) -> Tensor:

@@ -82,7 +82,9 @@ def test_dropout_between_layers():
 
 
 def test_single_layer_dropout_is_inactive():
-    model = nn.GRU(3, 4, dropout=0.9)
+    with pytest.warns(UserWarning, match=r"GRU: dropout option adds dropout after all but last "
+                      r".*got dropout=0.9 and num_layers=1"):
+        model = nn.GRU(3, 4, dropout=0.9)
     x = dt.randn(5, 2, 3)
     training = model(x)[0].detach().numpy()
     numpy.testing.assert_array_equal(training, model.eval()(x)[0].detach().numpy())
