@@ -2,6 +2,8 @@
 (loss goes down) and --sample generates text from the checkpoint it saved."""
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,32 @@ def test_tiny_run_learns_and_samples(model, tmp_path, capsys):
     assert saved["config"]["model"] == model
     text = example.main(["--sample", "40", "--prompt", "import ", "--checkpoint", path])
     assert text.startswith("import ") and len(text.encode("utf-8", "replace")) >= 40
+
+
+def _run_two_ranks(run_mpi_job, tmp_path, extra):
+    path, log = tmp_path / "two.safetensors", tmp_path / "two.json"
+    argv = [sys.executable, str(EXAMPLE), "--checkpoint", str(path), "--json", str(log)]
+    code, out, _ = run_mpi_job(2, argv + TINY + extra, tmp_path, timeout_s=120)
+    return code, out, path, log
+
+
+def test_two_rank_data_parallel_and_pipeline_train_and_save(tmp_path, run_mpi_job):
+    if not hasattr(nn, "TransformerEncoderLayer"):
+        pytest.skip("nn.TransformerEncoderLayer does not exist yet (issue 10)")
+    for extra, setup in ((["--model", "transformer"], "2 rank(s)"),
+                         (["--model", "transformer", "--pipeline", "2"], "dp=1 x pp=2")):
+        code, out, path, log = _run_two_ranks(run_mpi_job, tmp_path, extra)
+        assert code == 0, out
+        assert setup in out and out.count("epoch   2") == 1, out  # rank 0 prints, once
+        history = json.loads(log.read_text())
+        assert history[1]["loss"] < history[0]["loss"] - 0.3, history
+        text = _load_example().main(["--sample", "20", "--checkpoint", str(path)])
+        assert text.startswith("def ")
+
+
+def test_pipeline_needs_the_transformer(tmp_path, run_mpi_job):
+    code, out, _, _ = _run_two_ranks(run_mpi_job, tmp_path, ["--model", "gru",
+                                                             "--pipeline", "2"])
+    assert code != 0
+    assert "char_lm (rank 0): --pipeline 2 needs --model transformer" in out, out
+    assert "got --model gru on 2 ranks" in out
