@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 import disttrain as dt
-import disttrain.nn as nn
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "char_lm.py"
 TINY = ["--epochs", "2", "--steps-per-epoch", "12", "--batch-size", "8", "--seq-len", "32",
         "--max-bytes", "60000", "--files", "6", "--layers", "1", "--d-model", "32",
         "--hidden", "64", "--heads", "2", "--ff", "64", "--lr", "1e-2", "--checkpoint-dir", ""]
-LAYER = {"lstm": "LSTM", "gru": "GRU", "transformer": "TransformerEncoderLayer"}
 
 
 def _load_example():
@@ -43,8 +41,6 @@ def test_corpus_is_a_fixed_selection_and_windows_shift_by_one():
 
 @pytest.mark.parametrize("model", ["lstm", "gru", "transformer"])
 def test_tiny_run_learns_and_samples(model, tmp_path, capsys):
-    if not hasattr(nn, LAYER[model]):
-        pytest.skip(f"nn.{LAYER[model]} does not exist yet (issue 10)")
     example = _load_example()
     path = str(tmp_path / f"{model}.safetensors")
     history = example.main(["--model", model, "--checkpoint", path] + TINY)
@@ -67,8 +63,6 @@ def _run_two_ranks(run_mpi_job, tmp_path, extra):
 
 
 def test_two_rank_data_parallel_and_pipeline_train_and_save(tmp_path, run_mpi_job):
-    if not hasattr(nn, "TransformerEncoderLayer"):
-        pytest.skip("nn.TransformerEncoderLayer does not exist yet (issue 10)")
     for extra, setup in ((["--model", "transformer"], "2 rank(s)"),
                          (["--model", "transformer", "--pipeline", "2"], "dp=1 x pp=2")):
         code, out, path, log = _run_two_ranks(run_mpi_job, tmp_path, extra)
