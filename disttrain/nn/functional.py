@@ -1,11 +1,12 @@
-"""`disttrain.nn.functional`: torch.nn.functional's names, implemented in disttrain.functional."""
+"""`disttrain.nn.functional`: torch.nn.functional's names, implemented in disttrain.functional*.
+
+One import per implementing module: functional (activations, dropout, linear, normalisation,
+embedding), functional_conv (convolution, pooling), functional_loss (losses),
+functional_attention (attention).
+"""
 
 from disttrain.functional import (  # noqa: F401
-    avg_pool2d,
     batch_norm,
-    binary_cross_entropy_with_logits,
-    conv2d,
-    cross_entropy,
     dropout,
     embedding,
     flatten,
@@ -15,9 +16,6 @@ from disttrain.functional import (  # noqa: F401
     linear,
     log_softmax,
     logsigmoid,
-    max_pool2d,
-    mse_loss,
-    nll_loss,
     one_hot,
     relu,
     sigmoid,
@@ -25,4 +23,11 @@ from disttrain.functional import (  # noqa: F401
     softplus,
     tanh,
 )
-from disttrain.functional_attention import scaled_dot_product_attention  # noqa: E402, F401
+from disttrain.functional_attention import scaled_dot_product_attention  # noqa: F401
+from disttrain.functional_conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401
+from disttrain.functional_loss import (  # noqa: F401
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
+)

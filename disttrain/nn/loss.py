@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from disttrain.functional import check_reduction
+from disttrain.functional_loss import check_reduction
 from disttrain.nn import functional as F
 from disttrain.nn.module import Module
 from disttrain.tensor import Tensor

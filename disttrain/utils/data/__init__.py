@@ -1,0 +1,22 @@
+"""`disttrain.utils.data`: torch.utils.data's names; the implementation is disttrain.data.
+
+Example:
+    >>> from disttrain.utils.data import DataLoader, TensorDataset
+"""
+
+from disttrain.data import (  # noqa: F401
+    BatchSampler,
+    ConcatDataset,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    TensorDataset,
+    default_collate,
+    random_split,
+)
+from disttrain.utils.data import distributed  # noqa: F401

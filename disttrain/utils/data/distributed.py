@@ -1,0 +1,3 @@
+"""`disttrain.utils.data.distributed`: torch's path to DistributedSampler."""
+
+from disttrain.data.sampler import DistributedSampler  # noqa: F401
