@@ -5,6 +5,11 @@ by round in one process so machine noise hits them alike; ratios are per round, 
 Peak memory is measured in a fresh subprocess per (framework, model).
 
     python examples/benchmark_core.py --rounds 7 --steps 20 --json out.json
+    python examples/benchmark_core.py --configs mnist_example_b64,vgg_cifar_b64 --rounds 5
+
+Configs: three MLP/CNN micro-models, the classic PyTorch MNIST example network
+(mnist_example_b64: two 3x3 convs, max-pool, dropout, 9216-128-10, log_softmax + nll_loss) and a
+small VGG-style CIFAR network (vgg_cifar_b64: 3x32x32, conv widths 32-64-128).
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ CONFIGS = {  # name -> (kind, layer sizes, batch)
     "mlp784-500-10_b64": ("mlp", [784, 500, 10], 64),
     "cnn_b64": ("cnn", None, 64),
     "deep784-2048x3-10_b256": ("mlp", [784, 2048, 2048, 2048, 10], 256),
+    "mnist_example_b64": ("mnist_example", None, 64),
+    "vgg_cifar_b64": ("vgg_cifar", None, 64),
 }
+INPUT_SHAPES = {"mlp": (784,), "cnn": (1, 28, 28), "mnist_example": (1, 28, 28),
+                "vgg_cifar": (3, 32, 32)}
 
 
 def _pool(kind, batch, rng):
-    shape = (batch, 784) if kind == "mlp" else (batch, 1, 28, 28)
+    shape = (batch, *INPUT_SHAPES[kind])
     xs = [rng.standard_normal(shape, dtype=np.float32) for _ in range(POOL)]
     ys = [rng.integers(0, 10, batch) for _ in range(POOL)]
     return xs, ys
@@ -43,10 +52,26 @@ def build_model(nn, kind, sizes):
     if kind == "cnn":
         return nn.Sequential(nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                              nn.Linear(32 * 13 * 13, 128), nn.ReLU(), nn.Linear(128, 10))
+    if kind == "mnist_example":  # pytorch/examples mnist/main.py's Net (log_softmax + nll_loss)
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+            nn.Dropout(0.5), nn.Linear(128, 10), nn.LogSoftmax(dim=1))
+    if kind == "vgg_cifar":  # three VGG blocks (two 3x3 convs, pool) of widths 32-64-128
+        layers, c = [], 3
+        for width in (32, 64, 128):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
+                       nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c = width
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 10))
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
     return nn.Sequential(*layers)
+
+
+def _loss(nn, kind):
+    return nn.NLLLoss() if kind == "mnist_example" else nn.CrossEntropyLoss()
 
 
 def make_disttrain(kind, sizes, xs, ys):
@@ -56,7 +81,7 @@ def make_disttrain(kind, sizes, xs, ys):
 
     dt.manual_seed(0)
     model = build_model(nn, kind, sizes)
-    opt, loss_fn = optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss()
+    opt, loss_fn = optim.SGD(model.parameters(), lr=0.01), _loss(nn, kind)
     xs, ys = [dt.tensor(x) for x in xs], [dt.tensor(y) for y in ys]
 
     def step(i):
@@ -75,7 +100,7 @@ def make_torch(kind, sizes, xs, ys):
     torch.manual_seed(0)
     nn = torch.nn
     model = build_model(nn, kind, sizes)
-    opt, loss_fn = torch.optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss()
+    opt, loss_fn = torch.optim.SGD(model.parameters(), lr=0.01), _loss(nn, kind)
     xs, ys = [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys]
 
     def step(i):
@@ -205,7 +230,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"comma-separated, from: {', '.join(CONFIGS)}")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "CONFIG"),
                     help=argparse.SUPPRESS)
@@ -228,8 +254,12 @@ def main():
         frameworks.append("torch")
     except ImportError:
         print("torch not installed: PyTorch columns skipped (pip install torch==2.13.0)")
+    names = args.configs.split(",")
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        ap.error(f"--configs: unknown {unknown}; choose from {list(CONFIGS)}")
     results = {}
-    for name in args.configs.split(","):
+    for name in names:
         res = bench_config(name, frameworks, args.rounds, args.steps, args.warmup)
         res["memory"] = {fw: measure_memory(fw, name) for fw in frameworks
                          if fw != "numpy" and name in CONFIGS}
