@@ -160,8 +160,8 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
     Args:
         dataset: the dataset to split.
         lengths: lengths summing to len(dataset), or fractions summing to 1.
-        generator: numpy Generator for the permutation; None seeds one from disttrain's
-            default generator.
+        generator: dt.Generator (or numpy Generator) for the permutation; None seeds one
+            from disttrain's default generator.
 
     Example:
         >>> a, b = random_split(TensorDataset(np.arange(10)), [0.7, 0.3],

@@ -23,8 +23,9 @@ def resolve_generator(owner: str, generator: np.random.Generator | None) -> np.r
     if generator is None:
         return np.random.default_rng(int(default_generator().integers(2**63)))
     if not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{owner}: generator should be a numpy.random.Generator (e.g. "
-                        f"numpy.random.default_rng(0)), got {type(generator).__name__}")
+        raise TypeError(f"{owner}: generator should be a dt.Generator or a numpy.random."
+                        f"Generator (e.g. dt.Generator().manual_seed(0)), got "
+                        f"{type(generator).__name__}")
     return generator
 
 
@@ -70,8 +71,8 @@ class RandomSampler(Sampler):
         data_source: anything with a length.
         replacement: draw `num_samples` indices with replacement.
         num_samples: how many indices to draw; default len(data_source).
-        generator: numpy Generator used by every iteration; None seeds a fresh one from
-            disttrain's default generator each time.
+        generator: dt.Generator (or numpy Generator) used by every iteration; None seeds a
+            fresh one from disttrain's default generator each time.
 
     Example:
         >>> sorted(RandomSampler(range(4), generator=np.random.default_rng(0)))
@@ -110,8 +111,8 @@ class SubsetRandomSampler(Sampler):
 
     Args:
         indices: the indices to sample from.
-        generator: numpy Generator; None seeds a fresh one from disttrain's default
-            generator each iteration.
+        generator: dt.Generator (or numpy Generator); None seeds a fresh one from
+            disttrain's default generator each iteration.
 
     Example:
         >>> sorted(SubsetRandomSampler([5, 1, 9], generator=np.random.default_rng(0)))

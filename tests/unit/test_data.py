@@ -98,7 +98,7 @@ def test_random_split_errors():
         random_split(ds, [3, 3])
     with pytest.raises(UserWarning, match="length of split at index 1 is 0"):
         random_split(make_tensor_dataset(2), [0.9, 0.1], generator=np.random.default_rng(0))
-    with pytest.raises(TypeError, match="generator should be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="generator should be a dt.Generator or a numpy.random.Generator"):
         random_split(ds, [5, 5], generator=0)
 
 
@@ -298,7 +298,7 @@ def test_loader_argument_errors():
     with pytest.raises(ValueError, match="batch_size should be a positive integer value, but got "
                                          "batch_size=-1"):
         DataLoader(ds, batch_size=-1)
-    with pytest.raises(TypeError, match="DataLoader: generator should be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="DataLoader: generator should be a dt.Generator or a numpy.random.Generator"):
         DataLoader(ds, generator=42)
 
 
