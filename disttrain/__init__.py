@@ -21,7 +21,8 @@ _FROM = {
     "disttrain.factories": (
         "arange", "empty", "eye", "full", "full_like", "linspace", "ones", "ones_like", "rand",
         "randint", "randn", "randperm", "zeros", "zeros_like"),
-    "disttrain.random": ("get_rng_state", "manual_seed", "set_rng_state"),
+    "disttrain.random": (
+        "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state"),
     "disttrain.serialization": ("load", "save"),
     "disttrain.tensor": (
         "Function", "Tensor", "bool_", "cat", "enable_grad", "float16", "float32", "float64",
