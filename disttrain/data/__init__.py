@@ -16,6 +16,7 @@ from disttrain.data.sampler import (
     SequentialSampler,
     SubsetRandomSampler,
 )
+from disttrain.data.worker import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchSampler",
@@ -30,7 +31,9 @@ __all__ = [
     "SubsetRandomSampler",
     "TensorDataset",
     "datasets",
+    "WorkerInfo",
     "default_collate",
+    "get_worker_info",
     "random_split",
     "transforms",
 ]

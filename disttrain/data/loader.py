@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import collections.abc
 import itertools
+import multiprocessing
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from disttrain.backend import get_array_module
+from disttrain.backend import cuda_is_available, get_array_module
 from disttrain.checks import check_int
 from disttrain.data.dataset import Dataset, Subset
 from disttrain.data.sampler import (
@@ -21,6 +24,7 @@ from disttrain.data.sampler import (
     SequentialSampler,
     resolve_generator,
 )
+from disttrain.data.worker import WorkerPool, gather
 from disttrain.tensor import Tensor
 
 
@@ -79,6 +83,38 @@ def _array_source(dataset) -> tuple[tuple, np.ndarray | None] | None:
     return None if arrays is None else (tuple(arrays), index_map)
 
 
+def _check_workers(num_workers, prefetch_factor, persistent_workers, timeout,
+                   multiprocessing_context) -> int | None:
+    """torch's checks of the worker arguments; returns prefetch_factor (2 by default)."""
+    if check_int("DataLoader", "num_workers", num_workers) < 0:
+        raise ValueError(f"DataLoader: num_workers option should be non-negative; use "
+                         f"num_workers=0 to disable multiprocessing (got {num_workers})")
+    if timeout < 0:
+        raise ValueError(f"DataLoader: timeout option should be non-negative, got {timeout}")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ValueError(f"DataLoader: prefetch_factor option could only be specified with "
+                         f"num_workers > 0; let num_workers > 0 to load in background workers, "
+                         f"otherwise set prefetch_factor to None (got {prefetch_factor})")
+    if num_workers > 0 and prefetch_factor is None:
+        prefetch_factor = 2
+    elif prefetch_factor is not None and check_int("DataLoader", "prefetch_factor",
+                                                   prefetch_factor) < 0:
+        raise ValueError(f"DataLoader: prefetch_factor option should be non-negative, got "
+                         f"{prefetch_factor}")
+    if persistent_workers and num_workers == 0:
+        raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+    if multiprocessing_context is not None:
+        if num_workers == 0:
+            raise ValueError(f"DataLoader: multiprocessing_context can only be used with "
+                             f"num_workers > 0, but got num_workers={num_workers}")
+        methods = multiprocessing.get_all_start_methods()
+        if isinstance(multiprocessing_context, str) and multiprocessing_context not in methods:
+            raise ValueError(f"DataLoader: multiprocessing_context option should specify a "
+                             f"valid start method in {methods!r}, but got "
+                             f"multiprocessing_context={multiprocessing_context!r}")
+    return prefetch_factor
+
+
 class DataLoader:
     """Iterates over a dataset in batches, optionally shuffled, as torch.utils.data.DataLoader.
 
@@ -93,16 +129,37 @@ class DataLoader:
     and Digits without transforms, and Subsets of those), each batch is one fancy-indexing op
     per array instead of a `__getitem__` per sample and a stack.
 
+    With `num_workers > 0`, batches are loaded by that many background worker threads (see
+    disttrain.data.worker for why threads rather than torch's processes), up to
+    `prefetch_factor * num_workers` batches ahead, and yielded in sampler order: the batches
+    equal those of num_workers=0. `worker_init_fn(worker_id)` runs once in each worker, where
+    `get_worker_info()` describes it; an exception in a worker is re-raised in the main thread
+    with the worker and the sample index; leaving the loop early (`break`) stops the workers,
+    unless `persistent_workers` keeps them for the next epoch.
+
     Args:
         dataset: the dataset to load from.
         batch_size: samples per batch.
         shuffle: reshuffle every epoch (mutually exclusive with `sampler`).
         sampler: iterable of indices (e.g. a DistributedSampler).
         batch_sampler: iterable of index lists; excludes batch_size, shuffle, sampler, drop_last.
-        drop_last: drop the last incomplete batch.
+        num_workers: background worker threads; 0 loads in the main thread.
         collate_fn: merges a list of samples into a batch; default `default_collate`.
-        seed: base seed of the shuffle (epoch e uses seed + e).
-        generator: numpy Generator to draw the base seed from when `seed` is None.
+        pin_memory: accepted for torch scripts and a no-op: batches are numpy host arrays in
+            pageable memory, moved to a GPU by `.to("cuda")`. Warns, as torch does, when no
+            accelerator is available.
+        drop_last: drop the last incomplete batch.
+        timeout: seconds to wait for a worker's batch before a RuntimeError (0: no limit).
+        worker_init_fn: called as `worker_init_fn(worker_id)` once in each worker.
+        multiprocessing_context: checked as torch does, otherwise unused (workers are threads).
+        generator: dt.Generator (or numpy Generator) to draw the base seed from when `seed`
+            is None (the shuffle's, and the workers' `get_worker_info().seed`).
+        prefetch_factor: batches loaded ahead per worker (default 2 with workers; must be
+            None without).
+        persistent_workers: keep the workers alive between epochs (needs num_workers > 0).
+        pin_memory_device: accepted and ignored (deprecated in torch).
+        in_order: accepted; batches always come in sampler order (allowed by in_order=False).
+        seed: base seed of the shuffle (epoch e uses seed + e); disttrain only.
 
     Example:
         >>> from disttrain.data import TensorDataset
@@ -111,30 +168,33 @@ class DataLoader:
         [(4,), (4,), (2,)]
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool = False,
-                 sampler: Sampler | None = None, batch_sampler=None, drop_last: bool = False,
-                 collate_fn: Callable | None = None, seed: int | None = None,
-                 generator: np.random.Generator | None = None) -> None:
-        if sampler is not None and shuffle:
-            raise ValueError(f"DataLoader: sampler option is mutually exclusive with shuffle "
-                             f"(got shuffle=True and sampler={type(sampler).__name__}); shuffle "
-                             "inside the sampler instead")
-        if batch_sampler is not None:
-            if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ValueError("DataLoader: batch_sampler option is mutually exclusive with "
-                                 "batch_size, shuffle, sampler, and drop_last")
-        elif batch_size is None:
-            raise ValueError("DataLoader: batch_size=None (no automatic batching) is not "
-                             "supported; pass a positive int")
+    def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool | None = None,
+                 sampler: Sampler | None = None, batch_sampler=None, num_workers: int = 0,
+                 collate_fn: Callable | None = None, pin_memory: bool = False,
+                 drop_last: bool = False, timeout: float = 0,
+                 worker_init_fn: Callable | None = None, multiprocessing_context=None,
+                 generator: np.random.Generator | None = None, *,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
+                 pin_memory_device: str = "", in_order: bool = True,
+                 seed: int | None = None) -> None:
+        shuffle = bool(shuffle)
+        self.prefetch_factor = _check_workers(num_workers, prefetch_factor, persistent_workers,
+                                              timeout, multiprocessing_context)
+        self._check_sampling(batch_size, shuffle, sampler, batch_sampler, drop_last)
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
         if generator is not None:
             resolve_generator("DataLoader", generator)  # type check
-        self.dataset, self.drop_last = dataset, drop_last
+        self.dataset, self.drop_last, self.generator = dataset, drop_last, generator
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
+        self.num_workers, self.timeout, self.worker_init_fn = num_workers, timeout, worker_init_fn
+        self.pin_memory, self.pin_memory_device = pin_memory, pin_memory_device
+        self.persistent_workers, self.in_order = persistent_workers, in_order
+        self.multiprocessing_context = multiprocessing_context
         if seed is not None:
             self._seed = check_int("DataLoader", "seed", seed, 0)
-        elif shuffle:  # NOTE: draw only when needed, so an eval loader leaves RNG streams alone
+        elif shuffle or num_workers > 0:  # NOTE: draw only when needed, so an eval loader
+            # leaves RNG streams alone
             self._seed = int(resolve_generator("DataLoader", generator).integers(2**63))
         else:
             self._seed = 0
@@ -149,33 +209,73 @@ class DataLoader:
             self.batch_size = None
         self.batch_sampler = batch_sampler
         self._next_epoch, self._epoch, self._yielded, self._in_epoch = 0, 0, 0, False
-        self._resume_batches = 0
+        self._resume_batches, self._pool = 0, None
+
+    @staticmethod
+    def _check_sampling(batch_size, shuffle: bool, sampler, batch_sampler, drop_last) -> None:
+        if sampler is not None and shuffle:
+            raise ValueError(f"DataLoader: sampler option is mutually exclusive with shuffle "
+                             f"(got shuffle=True and sampler={type(sampler).__name__}); shuffle "
+                             "inside the sampler instead")
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("DataLoader: batch_sampler option is mutually exclusive with "
+                                 "batch_size, shuffle, sampler, and drop_last")
+        elif batch_size is None:
+            raise ValueError("DataLoader: batch_size=None (no automatic batching) is not "
+                             "supported; pass a positive int")
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator:
+        if self.pin_memory and not cuda_is_available():
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
+                          "then device pinned memory won't be used.", stacklevel=2)
         epoch, skip = self._next_epoch, self._resume_batches
         self._next_epoch, self._resume_batches = epoch + 1, 0
         self._epoch, self._yielded, self._in_epoch = epoch, skip, True
         if self._shuffle:  # NOTE: reseed per epoch so any epoch's order can be rebuilt
             self.sampler.generator = np.random.default_rng(self._seed + epoch)
-        return self._iterate(itertools.islice(iter(self.batch_sampler), skip, None))
-
-    def _iterate(self, index_batches: Iterator) -> Iterator:
+        index_batches = itertools.islice(iter(self.batch_sampler), skip, None)
         source = _array_source(self.dataset) if self.collate_fn is default_collate else None
-        for indices in index_batches:
-            if source is None:
-                batch = self.collate_fn([self.dataset[i] for i in indices])
-            else:
-                arrays, index_map = source
-                indices = np.asarray(indices, dtype=np.intp)
-                if index_map is not None:
-                    indices = index_map[indices]
-                batch = [Tensor(a[indices]) for a in arrays]
-            self._yielded += 1
-            yield batch
-        self._in_epoch = False
+        if self.num_workers == 0:
+            batches = (self._load(source, indices) for indices in index_batches)
+        else:
+            batches = self._worker_batches(index_batches, source, epoch)
+        return self._iterate(batches)
+
+    def _load(self, source: tuple | None, indices) -> object:
+        if source is not None:
+            return gather(source, indices)
+        return self.collate_fn([self.dataset[i] for i in indices])
+
+    def _worker_batches(self, index_batches: Iterator, source, epoch: int) -> Iterator:
+        pool = self._pool
+        if pool is None:
+            # NOTE: SeedSequence mixes (seed, epoch), so worker seeds differ across epochs
+            base_seed = int(np.random.SeedSequence([self._seed, epoch]).generate_state(
+                1, np.uint64)[0])
+            pool = WorkerPool(self.dataset, self.collate_fn, self.num_workers,
+                              self.prefetch_factor * self.num_workers, self.worker_init_fn,
+                              base_seed, self.timeout)
+            if self.persistent_workers:
+                self._pool = pool
+                weakref.finalize(self, pool.shutdown)
+        try:
+            yield from pool.run(index_batches, source)
+        finally:
+            if not self.persistent_workers:
+                pool.shutdown()
+
+    def _iterate(self, batches: Iterator) -> Iterator:
+        try:
+            for batch in batches:
+                self._yielded += 1
+                yield batch
+            self._in_epoch = False
+        finally:
+            batches.close()  # NOTE: stops the workers now on `break`, not when collected
 
     def state_dict(self) -> dict:
         """Position for checkpoints: {"epoch", "batches_yielded", "seed"} (plus "sampler").

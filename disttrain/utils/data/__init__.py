@@ -17,6 +17,7 @@ from disttrain.data import (  # noqa: F401
     SubsetRandomSampler,
     TensorDataset,
     default_collate,
+    get_worker_info,
     random_split,
 )
 from disttrain.utils.data import distributed  # noqa: F401
