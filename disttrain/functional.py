@@ -7,6 +7,7 @@ conv2d and the poolings live in functional_conv and are re-exported here.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy
 
@@ -15,7 +16,13 @@ from disttrain import random as _random
 from disttrain.backend import get_array_module
 from disttrain.dtypes import check_same_dtype
 from disttrain.functional_conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401 (re-exported)
-from disttrain.tensor import Tensor, no_grad
+from disttrain.functional_norm import (  # noqa: F401 (re-exported)
+    batch_norm,
+    group_norm,
+    layer_norm,
+    normalize,
+)
+from disttrain.tensor import Tensor
 
 
 # ---------------------------------------------------------------- activations
@@ -52,8 +59,57 @@ def logsigmoid(input: Tensor) -> Tensor:
     return ops.LogSigmoid.apply(input)
 
 
-def softplus(input: Tensor) -> Tensor:
-    return -ops.LogSigmoid.apply(-input)
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * input)) / beta, and input itself where beta * input > threshold.
+
+    Example:
+        >>> round(F.softplus(dt.tensor([0.0]), beta=2.0).item(), 4)
+        0.3466
+    """
+    scaled = input if beta == 1.0 else input * beta
+    smooth = -ops.LogSigmoid.apply(-scaled)  # NOTE: logaddexp(0, x): finite for every x
+    if beta != 1.0:
+        smooth = smooth / beta
+    return ops.Where.apply(input, smooth, condition=scaled.array > threshold)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """input * sigmoid(input) (the swish of Ramachandran et al., 2017); `inplace`: as relu."""
+    return input * ops.Sigmoid.apply(input)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """input where input > 0, else alpha * (exp(input) - 1); `inplace`: as relu.
+
+    The gradient at 0 is alpha, as torch's (x <= 0 takes the exponential branch).
+    """
+    # NOTE: clamp first so exp never overflows where the branch is not taken: an inf there
+    # would turn the zero gradient Where sends back into inf * 0 = nan.
+    negative = (input.clamp(max=0.0).exp() - 1.0) * alpha
+    return ops.Where.apply(input, negative, condition=input.array > 0)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+             inplace: bool = False) -> Tensor:
+    """input clamped to [min_val, max_val]; `inplace`: as relu.
+
+    Unlike clamp, the gradient is 0 at the bounds themselves, as torch's hardtanh.
+
+    Example:
+        >>> F.hardtanh(dt.tensor([-3.0, 0.5, 2.0])).tolist()
+        [-1.0, 0.5, 1.0]
+    """
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val cannot be greater than max_val, got "
+                         f"min_val={min_val}, max_val={max_val}")
+    x = input.array
+    clipped = Tensor(get_array_module(x).clip(x, min_val, max_val))
+    return ops.Where.apply(input, clipped, condition=(x > min_val) & (x < max_val))
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(input, 0), 6), as hardtanh(input, 0, 6) (gradient 0 at 0 and 6, as torch)."""
+    return hardtanh(input, 0.0, 6.0)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -65,12 +121,46 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def softmax(input: Tensor, dim: int) -> Tensor:
-    return input.softmax(dim)
+def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
+    """torch's _get_softmax_dim: the legacy implicit dim, with its deprecation warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  "to include dim=X as an argument.", UserWarning, stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
 
 
-def log_softmax(input: Tensor, dim: int) -> Tensor:
-    return input.log_softmax(dim)
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype=None) -> Tensor:
+    """exp(input) / sum(exp(input)) along `dim`.
+
+    Args:
+        dim: the dim to normalise over; None picks torch's legacy implicit dim (0 for 0-, 1-
+            and 3-dim input, else 1) and warns as torch does.
+        _stacklevel: the warning's stacklevel (torch's private argument; 3 = the caller).
+        dtype: cast the input to this dtype first (e.g. dt.float64), as torch.
+
+    Example:
+        >>> F.softmax(dt.zeros(2, 2), dim=1).tolist()
+        [[0.5, 0.5], [0.5, 0.5]]
+    """
+    if dim is None:
+        dim = _softmax_dim("softmax", input.ndim, _stacklevel)
+    return (input if dtype is None else input.to(dtype)).softmax(dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype=None) -> Tensor:
+    """log(softmax(input, dim)), computed stably; `dim` and `dtype` as in softmax."""
+    if dim is None:
+        dim = _softmax_dim("log_softmax", input.ndim, _stacklevel)
+    return (input if dtype is None else input.to(dtype)).log_softmax(dim)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype=None) -> Tensor:
+    """softmax(-input, dim); `dim` and `dtype` as in softmax."""
+    if dim is None:
+        dim = _softmax_dim("softmin", input.ndim, _stacklevel)
+    return (-(input if dtype is None else input.to(dtype))).softmax(dim)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
@@ -87,16 +177,93 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         >>> F.dropout(dt.ones(2, 3), p=0.5, training=False).tolist()
         [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: probability has to be between 0 and 1, but got {p}")
+    _check_probability("dropout", p)
     if not training or p == 0.0:
         return input
+    return _masked(input, p, input.shape, generator)
+
+
+def _check_probability(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _masked(input: Tensor, p: float, noise_shape: tuple, generator) -> Tensor:
+    """input * mask / (1 - p), the mask drawn with shape `noise_shape` (broadcast over input)."""
     if p == 1.0:
         return input * 0.0
     xp = get_array_module(input.array)
-    keep = _random.resolve(generator).random(input.shape, dtype=numpy.float32) >= p
+    keep = _random.resolve(generator).random(noise_shape, dtype=numpy.float32) >= p
     mask = xp.asarray(keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p)))
     return input * Tensor(mask)
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, generator) -> Tensor:
+    """torch's feature_dropout: one draw per (sample, channel), the first two dims."""
+    if not training or p == 0.0 or input.numel() == 0:
+        return input
+    if input.ndim < 2:
+        raise RuntimeError(f"Feature dropout requires at least 2 dimensions in the input, got "
+                           f"input of shape {input.shape}")
+    return _masked(input, p, input.shape[:2] + (1,) * (input.ndim - 2), generator)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator=None) -> Tensor:
+    """Zeroes whole channels (input[n, c, :]) with probability p, scaling the rest by
+    1 / (1 - p); arguments as dropout.
+
+    Shape:
+        (N, C, L) or unbatched (C, L); the same shape out.
+
+    Example:
+        >>> F.dropout1d(dt.ones(2, 3, 4), p=0.5, training=False).shape
+        (2, 3, 4)
+    """
+    _check_probability("dropout1d", p)
+    if input.ndim not in (2, 3):
+        raise RuntimeError(
+            f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input. Note that "
+            "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+            "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
+            "inputs).")
+    if input.ndim == 3:
+        return _feature_dropout(input, p, training, generator)
+    return _feature_dropout(input.unsqueeze(0), p, training, generator).squeeze(0)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False,
+              generator=None) -> Tensor:
+    """Zeroes whole channels (input[n, c, :, :]) with probability p, scaling the rest by
+    1 / (1 - p); arguments as dropout.
+
+    As torch, a 3-D input is read as (N, C, L) (1-D channel dropout, with torch's warning),
+    and other than 3- or 4-D inputs warn that they are deprecated.
+
+    Shape:
+        (N, C, H, W); the same shape out.
+
+    Example:
+        >>> F.dropout2d(dt.ones(2, 3, 4, 4), p=0.5, training=False).shape
+        (2, 3, 4, 4)
+    """
+    _check_probability("dropout2d", p)
+    if input.ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and "
+            "will result in an error in a future release. To retain the behavior and silence "
+            "this warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 3D or 4D inputs).", UserWarning, stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            UserWarning, stacklevel=2)
+    return _feature_dropout(input, p, training, generator)
 
 
 # ---------------------------------------------------------------- linear and convolution
@@ -111,54 +278,30 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         else ops.Linear.apply(input, weight, bias)
 
 
-# ---------------------------------------------------------------- normalisation
-def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
-               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Normalises over every dim but the channel dim 1; updates running stats in training."""
-    axes = (0,) + tuple(range(2, input.ndim))
-    count = int(numpy.prod([input.shape[a] for a in axes]))
-    shape = (1, -1) + (1,) * (input.ndim - 2)
-    if training:
-        if count <= 1:
-            raise ValueError(f"batch_norm: expected more than 1 value per channel when "
-                             f"training, got input size {input.shape}")
-        mean = input.mean(axes, keepdim=True)
-        centred = input - mean
-        var = (centred * centred).mean(axes, keepdim=True)
-        if running_mean is not None:
-            with no_grad():
-                running_mean.array *= 1 - momentum
-                running_mean.array += momentum * mean.array.reshape(-1)
-                running_var.array *= 1 - momentum
-                running_var.array += (momentum * count / (count - 1)) * var.array.reshape(-1)
-    else:
-        centred = input - running_mean.reshape(shape)
-        var = running_var.reshape(shape)
-    out = centred * (var + eps).rsqrt()
-    if weight is not None:
-        out = out * weight.reshape(shape)
-    return out + bias.reshape(shape) if bias is not None else out
-
-
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Normalises over the trailing `normalized_shape` dims, as torch's layer_norm."""
-    normalized_shape = tuple(normalized_shape)
-    if input.shape[input.ndim - len(normalized_shape):] != normalized_shape:
-        raise ValueError(f"layer_norm: expected input with trailing shape {normalized_shape}, "
-                         f"got {input.shape}")
-    axes = tuple(range(input.ndim - len(normalized_shape), input.ndim))
-    centred = input - input.mean(axes, keepdim=True)
-    out = centred * ((centred * centred).mean(axes, keepdim=True) + eps).rsqrt()
-    if weight is not None:
-        out = out * weight
-    return out + bias if bias is not None else out
-
-
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding: shape (*tensor.shape, num_classes), 1 at each label.
+
+    Args:
+        tensor: int64 class indices (torch's LongTensor), each in [0, num_classes).
+        num_classes: -1 infers it as tensor.max() + 1.
+
+    Example:
+        >>> F.one_hot(dt.tensor([0, 2]), 3).tolist()
+        [[1, 0, 0], [0, 0, 1]]
+    """
     labels = tensor.array
-    classes = int(labels.max()) + 1 if num_classes < 0 else num_classes
+    if labels.dtype != numpy.int64:
+        raise RuntimeError(f"one_hot: expected an index tensor of dtype int64 (torch's "
+                           f"LongTensor), got dtype {labels.dtype}")
+    if num_classes == -1 and labels.size == 0:
+        raise RuntimeError("one_hot: can not infer total number of classes from empty tensor; "
+                           "pass num_classes")
+    if labels.size and int(labels.min()) < 0:
+        raise RuntimeError(f"one_hot: class values must be non-negative, got {int(labels.min())}")
+    classes = int(labels.max()) + 1 if num_classes == -1 else num_classes
+    if labels.size and int(labels.max()) >= classes:
+        raise RuntimeError(f"one_hot: class values must be smaller than num_classes="
+                           f"{classes}, got {int(labels.max())}")
     xp = get_array_module(labels)
     return Tensor((labels[..., None] == xp.arange(classes)).astype(numpy.int64))
 

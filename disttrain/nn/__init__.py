@@ -1,11 +1,14 @@
 """Neural-network modules with torch.nn's names, parameter layouts and initialisation."""
 
 from disttrain.nn import functional, init, utils
+from disttrain.nn.activation import ELU, Hardtanh, ReLU6, SiLU, Softplus
 from disttrain.nn.attention import MultiheadAttention
 from disttrain.nn.conv import AvgPool2d, Conv2d, MaxPool2d
 from disttrain.nn.layers import (
     GELU,
     Dropout,
+    Dropout1d,
+    Dropout2d,
     Embedding,
     Flatten,
     Identity,
@@ -18,12 +21,13 @@ from disttrain.nn.layers import (
     Sequential,
     Sigmoid,
     Softmax,
+    Softmin,
     Tanh,
     Unflatten,
 )
 from disttrain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from disttrain.nn.module import Module, Parameter
-from disttrain.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from disttrain.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from disttrain.nn.rnn import GRU, LSTM, RNN, RNNBase
 from disttrain.nn.rnn_cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from disttrain.nn.transformer import (
@@ -43,4 +47,6 @@ __all__ = [
     "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
     "TransformerDecoder", "Transformer",
+    "SiLU", "ELU", "Softplus", "Hardtanh", "ReLU6", "Softmin", "Dropout1d", "Dropout2d",
+    "GroupNorm",
 ]

@@ -1,25 +1,30 @@
 """`disttrain.nn.functional`: torch.nn.functional's names, implemented in disttrain.functional*.
 
-One import per implementing module: functional (activations, dropout, linear, normalisation,
-embedding), functional_conv (convolution, pooling), functional_loss (losses),
-functional_attention (attention).
+One import per implementing module: functional (activations, dropout, linear, embedding),
+functional_conv (convolution, pooling), functional_norm (normalisation), functional_loss
+(losses), functional_attention (attention).
 """
 
 from disttrain.functional import (  # noqa: F401
-    batch_norm,
     dropout,
+    dropout1d,
+    dropout2d,
+    elu,
     embedding,
     flatten,
     gelu,
-    layer_norm,
+    hardtanh,
     leaky_relu,
     linear,
     log_softmax,
     logsigmoid,
     one_hot,
     relu,
+    relu6,
     sigmoid,
+    silu,
     softmax,
+    softmin,
     softplus,
     tanh,
 )
@@ -30,4 +35,10 @@ from disttrain.functional_loss import (  # noqa: F401
     cross_entropy,
     mse_loss,
     nll_loss,
+)
+from disttrain.functional_norm import (  # noqa: F401
+    batch_norm,
+    group_norm,
+    layer_norm,
+    normalize,
 )

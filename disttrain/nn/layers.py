@@ -1,4 +1,5 @@
-"""Linear, activations, Dropout, Flatten, Embedding and the containers (Sequential ...)."""
+"""Linear, ReLU/Sigmoid/Tanh/LeakyReLU/GELU, softmaxes, the Dropouts, Flatten, Embedding and the
+containers (Sequential ...); the other activations are in nn/activation.py."""
 
 from __future__ import annotations
 
@@ -103,20 +104,59 @@ class Unflatten(Module):
         return input.unflatten(self.dim, self.unflattened_size)
 
 
-class Dropout(Module):
-    """Zeroes each element with probability p in training and scales the rest by 1/(1-p)."""
-
+class _DropoutNd(Module):
     def __init__(self, p: float = 0.5, inplace: bool = False, *, generator=None):
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: probability has to be between 0 and 1, but got {p}")
+            raise ValueError(f"{type(self).__name__}: dropout probability has to be between 0 "
+                             f"and 1, but got {p}")
         self.p, self.inplace, self.generator = p, inplace, generator
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """Zeroes each element with probability p in training and scales the rest by 1/(1-p)."""
 
     def forward(self, input: Tensor) -> Tensor:
         return F.dropout(input, self.p, self.training, self.inplace, self.generator)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}, inplace={self.inplace}"
+
+class Dropout1d(_DropoutNd):
+    """Zeroes whole channels of (N, C, L) or (C, L) input with probability p in training and
+    scales the rest by 1/(1-p) (F.dropout1d).
+
+    Args:
+        p: probability of a channel being zeroed.
+        inplace: accepted for torch compatibility; the result is a new tensor.
+        generator: numpy Generator for the mask (default: the one dt.manual_seed seeds).
+
+    Example:
+        >>> nn.Dropout1d(0.5).eval()(dt.ones(2, 3, 4)).shape
+        (2, 3, 4)
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout1d(input, self.p, self.training, self.inplace, self.generator)
+
+
+class Dropout2d(_DropoutNd):
+    """Zeroes whole channels of (N, C, H, W) input with probability p in training and scales
+    the rest by 1/(1-p) (F.dropout2d, with its warnings for other than 4-D input).
+
+    Args:
+        p: probability of a channel being zeroed.
+        inplace: accepted for torch compatibility; the result is a new tensor.
+        generator: numpy Generator for the mask (default: the one dt.manual_seed seeds).
+
+    Example:
+        >>> nn.Dropout2d(0.25)(dt.ones(2, 3, 4, 4)).shape
+        (2, 3, 4, 4)
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training, self.inplace, self.generator)
 
 
 class _Activation(Module):
@@ -181,25 +221,37 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """softmax along `dim`; dim=None picks torch's legacy implicit dim, with its warning.
+
+    Example:
+        >>> nn.Softmax(dim=1)(dt.zeros(1, 2)).tolist()
+        [[0.5, 0.5]]
+    """
+
+    _fn = staticmethod(F.softmax)
+
     def __init__(self, dim: int | None = None):
         super().__init__()
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        return input.softmax(self._dim(input))
-
-    def _dim(self, input: Tensor) -> int:
-        if self.dim is not None:
-            return self.dim
-        return 0 if input.ndim in (0, 1, 3) else 1  # NOTE: torch's legacy implicit choice
+        # NOTE: stacklevel 5 (as torch's): the warning points at the line calling the module
+        return self._fn(input, self.dim, _stacklevel=5)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    def forward(self, input: Tensor) -> Tensor:
-        return input.log_softmax(self._dim(input))
+    """log(softmax(x)) along `dim`, computed stably; `dim` as Softmax."""
+
+    _fn = staticmethod(F.log_softmax)
+
+
+class Softmin(Softmax):
+    """softmax(-x) along `dim`; `dim` as Softmax."""
+
+    _fn = staticmethod(F.softmin)
 
 
 class Embedding(Module):

@@ -1,4 +1,4 @@
-"""BatchNorm1d, BatchNorm2d and LayerNorm, as in torch.nn."""
+"""BatchNorm1d, BatchNorm2d, LayerNorm and GroupNorm, as in torch.nn."""
 
 from __future__ import annotations
 
@@ -94,3 +94,46 @@ class LayerNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
+
+
+class GroupNorm(Module):
+    """Normalises (N, C, *) input over groups of C // num_groups channels and the spatial dims,
+    then applies a per-channel affine (Wu & He, 2018).
+
+    - Paper: https://arxiv.org/abs/1803.08494
+
+    Args:
+        num_groups: number of groups the channels are split into; must divide num_channels.
+        num_channels: C, the channels expected in dim 1.
+        eps: added to the variance.
+        affine: learn a per-channel weight (init 1) and bias (init 0).
+        bias: with affine, whether to learn the bias (torch's keyword-only argument).
+
+    Example:
+        >>> nn.GroupNorm(2, 4)(dt.randn(3, 4, 5)).shape
+        (3, 4, 5)
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, device=None, dtype=None, *, bias: bool = True):
+        super().__init__()
+        if num_groups <= 0 or num_channels % num_groups != 0:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.num_groups, self.num_channels = num_groups, num_channels
+        self.eps, self.affine = eps, affine
+        dtype = numpy.dtype(dtype or "float32")
+        self.weight = Parameter(numpy.ones(num_channels, dtype)) if affine else None
+        self.bias = Parameter(numpy.zeros(num_channels, dtype)) if affine and bias else None
+        for name in ("weight", "bias"):
+            if getattr(self, name) is None:
+                self.register_parameter(name, None)
+        if device is not None:
+            self.to(device)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, "
+                f"affine={self.affine}, bias={self.bias is not None}")
