@@ -38,7 +38,7 @@ def _write_mnist(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for train, prefix in ((True, "train"), (False, "t10k")):
         split = datasets.Digits(train=train)
-        images = np.rint(split.data[:, 0] * 255).astype(np.uint8)
+        images = split.data  # uint8 (N, 28, 28), as MNIST's
         datasets.write_idx(root / f"{prefix}-images-idx3-ubyte", images)
         datasets.write_idx(root / f"{prefix}-labels-idx1-ubyte", split.targets.astype(np.uint8))
 

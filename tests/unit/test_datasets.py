@@ -161,14 +161,16 @@ def test_digits_shapes_values_and_splits():
     train, val, everything = Digits("train"), Digits("val"), Digits("all")
     assert (len(train), len(val), len(everything)) == (1438, 359, 1797)
     for ds in (train, val, everything):
-        assert ds.data.shape == (len(ds), 1, 28, 28) and ds.data.dtype == np.float32
+        assert ds.data.shape == (len(ds), 28, 28) and ds.data.dtype == np.uint8  # as MNIST
         assert ds.targets.dtype == np.int64 and set(ds.targets.tolist()) == set(range(10))
-        assert ds.data.min() == 0.0 and ds.data.max() == 1.0
-    assert not everything.data[:, :, :2].any() and not everything.data[:, :, :, -2:].any()
+        assert ds.data.min() == 0 and ds.data.max() == 255
+    assert not everything.data[:, :2].any() and not everything.data[:, :, -2:].any()
     assert np.bincount(everything.targets).tolist() == [178, 182, 177, 183, 181, 182, 181, 179,
                                                         174, 180]
     x, y = train[0]
-    assert x.shape == (1, 28, 28) and isinstance(y, int)
+    assert x.shape == (1, 28, 28) and x.dtype == np.float32 and isinstance(y, int)
+    np.testing.assert_array_equal(x, train.data[0][None] / np.float32(255))
+    np.testing.assert_array_equal(train.arrays()[0][:5], np.stack([train[i][0] for i in range(5)]))
 
 
 def test_digits_split_is_deterministic_and_disjoint():
@@ -186,15 +188,19 @@ def test_digits_split_is_deterministic_and_disjoint():
 
 def test_digits_sizes_transforms_and_errors():
     raw = Digits("all", size=8)
-    assert raw.data.shape == (1797, 1, 8, 8)
-    np.testing.assert_array_equal(raw.data * 16, np.round(raw.data * 16))
-    assert Digits("val", size=32).data.shape == (359, 1, 32, 32)
+    assert raw.data.shape == (1797, 8, 8)
+    from disttrain.data.datasets import digits
+
+    shipped = read_idx(digits._DIR / "digits-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(raw.data, np.rint(shipped * np.float32(255 / 16)))
+    assert Digits("val", size=32).data.shape == (359, 32, 32)
     nearest, bilinear = Digits("all").data, Digits("all", interpolation="bilinear").data
-    np.testing.assert_array_equal(nearest[:, 0, 2:26, 2:26],
-                                  np.repeat(np.repeat(raw.data[:, 0], 3, axis=1), 3, axis=2))
-    assert not np.array_equal(nearest, bilinear) and bilinear.min() == 0 and bilinear.max() <= 1
+    np.testing.assert_array_equal(nearest[:, 2:26, 2:26],
+                                  np.repeat(np.repeat(raw.data, 3, axis=1), 3, axis=2))
+    assert not np.array_equal(nearest, bilinear) and bilinear.dtype == np.uint8
     flipped = Digits("val", transform=lambda x: x[:, ::-1])
-    assert flipped.arrays() is None and flipped[0][0].shape == (1, 28, 28)
+    assert flipped.arrays() is None and flipped[0][0].shape == (28, 28)
+    np.testing.assert_array_equal(flipped[0][0], flipped.data[0][:, ::-1])
     with pytest.raises(ValueError, match="split should be 'train', 'val' or 'all', got 'test'"):
         Digits("test")
     with pytest.raises(ValueError, match="pass split or train, not both"):
@@ -223,3 +229,24 @@ def test_embedded_digits_files_are_reproducible(tmp_path):
         shipped = digits._DIR / name
         write_idx(tmp_path / name, read_idx(shipped))
         assert (tmp_path / name).read_bytes() == shipped.read_bytes(), name
+
+
+@pytest.mark.parametrize("make", ["digits", "mnist"])
+def test_digits_and_mnist_hand_transforms_the_same_sample(make, tmp_path):
+    """A uint8 (28, 28) image to the transform, as torchvision's MNIST; ToTensor + Normalize
+    give (1, 28, 28)."""
+    seen = []
+    tf = transforms.Compose([transforms.Lambda(lambda img: seen.append(img) or img),
+                             transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    if make == "mnist":
+        write_mnist(tmp_path, 4, seed=2)
+        ds = MNIST(tmp_path, transform=tf)
+    else:
+        ds = Digits("train", transform=tf)
+    x, _ = ds[1]
+    assert seen[0].shape == (28, 28) and seen[0].dtype == np.uint8
+    assert isinstance(x, Tensor) and x.shape == (1, 28, 28) and x.dtype == np.float32
+    expected = (ds.data[1][None].astype(np.float32) / np.float32(255) - np.float32(0.1307))
+    np.testing.assert_allclose(x.array, expected / np.float32(0.3081), rtol=1e-6, atol=1e-6)
+    (batch, _), = DataLoader(Subset(ds, [0, 1, 2]), batch_size=3)
+    assert batch.shape == (3, 1, 28, 28)

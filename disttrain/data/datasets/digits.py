@@ -20,27 +20,31 @@ _PAD = 2  # pixels of zero border, like MNIST's digits centred in a 20x20 box of
 
 
 def _load_images(size: int, interpolation: str) -> np.ndarray:
-    """float32 (1797, 1, size, size) images in [0, 1]."""
+    """uint8 (1797, size, size) images in [0, 255], as MNIST's."""
     images = read_idx(_DIR / "digits-images-idx3-ubyte.gz").astype(np.float32) / np.float32(16)
     if size != 8:
         inner = size - 2 * _PAD
         images = np.pad(resize(images, (inner, inner), interpolation),
                         ((0, 0), (_PAD, _PAD), (_PAD, _PAD)))
-    return images[:, None]
+    return np.rint(images * 255).astype(np.uint8)
 
 
 class Digits(Dataset):
     """The embedded offline dataset: scikit-learn's 8x8 handwritten digits as 1x28x28 images.
 
-    The 8x8 images (values 0..16) are scaled to [0, 1], upscaled to (size - 4) x (size - 4)
-    and zero-padded by 2 pixels (24x24 -> 28x28 by default); size=8 keeps the original pixels.
+    The 8x8 images (values 0..16) are upscaled to (size - 4) x (size - 4), zero-padded by 2
+    pixels (24x24 -> 28x28 by default; size=8 keeps the original pixels) and stored as uint8
+    in [0, 255] (round(v * 255 / 16)), as MNIST's images are.
     The train/val split is a fixed permutation of all 1,797 samples from
     `numpy.random.default_rng(seed)`: the first round(val_fraction * 1797) indices are "val",
     the rest "train" (each kept in file order), so the two are disjoint.
 
     `indices` holds the split's positions among all 1,797 samples. Same interface as MNIST:
-    `data` (float32 (N, 1, size, size)), `targets` (int64 (N,)), samples
-    `(image, int label)` and `arrays()` for DataLoader's fast path.
+    `data` (uint8 (N, size, size)), `targets` (int64 (N,)), samples `(image, int label)` and
+    `arrays()` for DataLoader's fast path. A transform gets the uint8 (size, size) image, as
+    torchvision's MNIST hands its transform a 28x28 8-bit image, so
+    `Compose([ToTensor(), Normalize(...)])` gives float32 (1, size, size); without a transform
+    the image is float32 (1, size, size) in [0, 1] (`data[i] / 255`).
 
     Args:
         split: "train", "val" or "all"; default from `train` ("train" when that is None too).
@@ -51,13 +55,13 @@ class Digits(Dataset):
         interpolation: "nearest" or "bilinear" upscaling. Nearest is the default: a small
             CNN (2 conv + 2 linear, Adam, 15 epochs, 5 seeds) reached 98.3% mean val accuracy
             with it against 97.9% with bilinear (a difference within the seed-to-seed spread).
-        transform: applied to each float32 (1, size, size) image.
+        transform: applied to each uint8 (size, size) image, e.g. ToTensor() then Normalize.
         target_transform: applied to each int label.
 
     Example:
         >>> train, val = Digits("train"), Digits("val")
-        >>> len(train), len(val), train.data.shape[1:]
-        (1438, 359, (1, 28, 28))
+        >>> len(train), len(val), train.data.shape[1:], train[0][0].shape
+        (1438, 359, (28, 28), (1, 28, 28))
     """
 
     classes = [str(i) for i in range(10)]
@@ -92,14 +96,17 @@ class Digits(Dataset):
         self.split, self.indices = split, index
         self.data, self.targets = images[index], labels[index]
         self.transform, self.target_transform = transform, target_transform
+        self._arrays: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int):
-        x, target = self.data[index], int(self.targets[index])
+        image, target = self.data[index], int(self.targets[index])
         if self.transform is not None:
-            x = self.transform(x)
+            x = self.transform(image)
+        else:
+            x = image[None].astype(np.float32) / np.float32(255)
         if self.target_transform is not None:
             target = self.target_transform(target)
         return x, target
@@ -108,4 +115,6 @@ class Digits(Dataset):
         """(float32 (N, 1, size, size) images in [0, 1], int64 labels), or None with transforms."""
         if self.transform is not None or self.target_transform is not None:
             return None
-        return self.data, self.targets
+        if self._arrays is None:
+            self._arrays = (self.data[:, None].astype(np.float32) / np.float32(255), self.targets)
+        return self._arrays
