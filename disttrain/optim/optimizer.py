@@ -6,6 +6,7 @@ Imports backend and tensor only; never `disttrain.distributed` or mpi4py.
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +30,9 @@ class Optimizer:
     """Base class of all optimizers: keeps `param_groups` and per-parameter `state`.
 
     A subclass passes its hyper-parameter `defaults` and implements `_update(param, grad, state,
-    group)`, which changes the arrays `param` (and `state`) in place for one parameter.
+    group)`, which changes the arrays `param` (and `state`) in place for one parameter. A
+    torch-style subclass may instead override `step()` itself and keep its own per-parameter
+    state in `self.state[p]`: `state` is a `defaultdict(dict)` keyed by parameter, as torch's.
 
     Args:
         params: an iterable of Parameters, or of dicts (param groups) each with a "params" entry
@@ -44,6 +47,10 @@ class Optimizer:
         [0.01, 0.1]
     """
 
+    # NOTE: built-in optimizers keep state as raw arrays (updated with `out=`); a torch-style
+    # subclass keeps Tensors, so load_state_dict() gives its state back as Tensors.
+    _array_state = False
+
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict[str, Any]):
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
@@ -51,7 +58,9 @@ class Optimizer:
         if isinstance(params, set):
             raise TypeError(_SET_ERROR)
         self.defaults = defaults
-        self.state: dict[Tensor, dict[str, Any]] = {}
+        # NOTE: a defaultdict, as torch: custom optimizers do `state = self.state[p]` and test
+        # `len(state) == 0`; state_dict() leaves the empty entries out.
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         param_groups = list(params)
         if len(param_groups) == 0:
@@ -129,10 +138,7 @@ class Optimizer:
                 if grad.shape != param.shape:
                     raise ValueError(f"{type(self).__name__}.step: parameter of shape "
                                      f"{param.shape} has a gradient of shape {grad.shape}")
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {}
-                self._update(param, grad, state, group)
+                self._update(param, grad, self.state[p], group)
         return loss
 
     def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -142,10 +148,10 @@ class Optimizer:
         """The optimizer state in PyTorch's layout, with parameters named by integer position.
 
         `{"state": {index: {name: numpy array or number}}, "param_groups": [{hyper-parameters,
-        "params": [index, ...]}]}`; indices count parameters across groups in order. Arrays are
-        host (numpy) copies, so the result never aliases live state or holds GPU memory.
-        "step" is a Python float (torch keeps a one-element tensor); `load_state_dict` takes
-        either.
+        "params": [index, ...]}]}`; indices count parameters across groups in order. Arrays
+        (and Tensors) are host numpy copies, so the result never aliases live state or holds GPU
+        memory. "step" is a Python float (torch keeps a one-element tensor); `load_state_dict`
+        takes either.
         """
         index: dict[int, int] = {}
         param_groups = []
@@ -186,14 +192,15 @@ class Optimizer:
             for group, saved in zip(self.param_groups, saved_groups, strict=True)
             for saved_id, p in zip(saved["params"], group["params"], strict=True)
         }
-        new_state: dict[Tensor, dict[str, Any]] = {}
+        new_state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         for key, values in state_dict["state"].items():
             key = int(key)  # NOTE: JSON round trips turn int keys into strings
             if key not in id_map:
                 raise ValueError(f"load_state_dict: state for parameter index {key} does not "
                                  f"belong to any param group (indices {sorted(id_map)})")
             param = id_map[key]
-            new_state[param] = {name: _to_param(param, name, v) for name, v in values.items()}
+            new_state[param] = {name: _to_param(param, name, v, not self._array_state)
+                                for name, v in values.items()}
         self.state = new_state
         new_groups = []
         for group, saved in zip(self.param_groups, saved_groups, strict=True):
@@ -203,50 +210,70 @@ class Optimizer:
         self.param_groups = new_groups
 
 
+# NOTE: per-parameter scalars that torch keeps as one-element tensors; built-in optimizers keep
+# Python floats (exact, and cheap to update), whatever a loaded state_dict holds.
+_SCALAR_STATE = frozenset({"step", "mu_product"})
+
+
 def _to_host(value):
+    """A host copy of one state value: arrays and Tensors become numpy arrays."""
+    if isinstance(value, Tensor):
+        value = value.array
     if isinstance(value, numpy.ndarray):
         return value.copy()
     if is_cupy_array(value):
         return to_device(value, "cpu")
+    if isinstance(value, (list, tuple)):  # NOTE: LBFGS keeps lists of history arrays
+        return type(value)(_to_host(v) for v in value)
     return copy.deepcopy(value)
 
 
-def _to_param(param: Tensor, name: str, value):
-    """A state value moved to `param`'s device (and float dtype); always a fresh copy."""
-    if name == "step":  # NOTE: torch's checkpoints hold a tensor, safetensors a 0-d array
+def _to_param(param: Tensor, name: str, value, as_tensor: bool):
+    """A state value moved to `param`'s device (and float dtype); always a fresh copy.
+
+    Arrays become Tensors when `as_tensor` (a torch-style optimizer that keeps Tensors)."""
+    if isinstance(value, Tensor):
+        value = value.array
+    if name in _SCALAR_STATE and not as_tensor:  # NOTE: torch holds a tensor, safetensors 0-d
         return float(asnumpy(value).reshape(()) if hasattr(value, "shape") else value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_param(param, "", v, as_tensor) for v in value)
     if not hasattr(value, "shape"):
         return copy.deepcopy(value)
     array = to_device(value if is_cupy_array(value) else numpy.asarray(value), param.device)
     dtype = param.dtype if param.dtype.kind == "f" else array.dtype
-    return array.astype(dtype, copy=True)
+    array = array.astype(dtype, copy=True)
+    return Tensor(array) if as_tensor else array
 
 
 _CHUNK_BYTES = 1 << 18
 
 
-def chunk_arrays(param, *arrays) -> list[tuple]:
-    """(param, *arrays, scratch) split into matching cache-sized flat pieces, for an update.
+def chunk_arrays(param, *arrays, scratches: int = 1) -> list[tuple]:
+    """(param, *arrays, *scratch) split into matching cache-sized flat pieces, for an update.
 
     NOTE: an update is ~10 elementwise passes over param-sized arrays; running them chunk by
     chunk keeps every operand in L2 between passes, which makes large CPU updates ~1.5x faster
     (numpy has no fused kernels). GPU, small or non-contiguous arrays come back whole. `None`
-    entries in `arrays` (absent state) stay None. `scratch` is a fresh array to write into.
+    entries in `arrays` (absent state) stay None. Each of the `scratches` trailing entries is a
+    fresh array to write into (one allocation per step, shared by the chunks).
     """
+    xp = get_array_module(param)
     size, step = param.size, max(1, _CHUNK_BYTES // param.itemsize)
     if size < 2 * step:  # NOTE: the common small-tensor case, before any flag checks
-        return [(param, *arrays, get_array_module(param).empty_like(param))]
+        return [(param, *arrays, *(xp.empty_like(param) for _ in range(scratches)))]
     present = [a for a in (param, *arrays) if a is not None]
     # NOTE: any one memory order shared by all operands will do (nn.Linear weights are
     # column-major); ravel("K") then flattens each of them without a copy, in the same order.
     same_order = all(a.flags.c_contiguous for a in present) or all(
         a.flags.f_contiguous for a in present)
-    if size < 2 * step or not isinstance(param, numpy.ndarray) or not same_order:
-        return [(param, *arrays, get_array_module(param).empty_like(param))]
+    if not isinstance(param, numpy.ndarray) or not same_order:
+        return [(param, *arrays, *(xp.empty_like(param) for _ in range(scratches)))]
     flat = [None if a is None else a.ravel(order="K") for a in (param, *arrays)]
-    scratch = numpy.empty(step, param.dtype)
+    buffers = [numpy.empty(step, param.dtype) for _ in range(scratches)]
     return [
-        (*(None if a is None else a[i : i + step] for a in flat), scratch[: min(step, size - i)])
+        (*(None if a is None else a[i : i + step] for a in flat),
+         *(b[: min(step, size - i)] for b in buffers))
         for i in range(0, size, step)
     ]
 

@@ -40,6 +40,8 @@ class RMSprop(Optimizer):
     - Lecture: https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf
     """
 
+    _array_state = True
+
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-2,
                  alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
                  momentum: float = 0, centered: bool = False, *, maximize: bool = False):

@@ -36,6 +36,8 @@ class SGD(Optimizer):
     - Nesterov: http://www.cs.toronto.edu/~hinton/absps/momentum.pdf
     """
 
+    _array_state = True
+
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
                  nesterov: bool = False, *, maximize: bool = False):

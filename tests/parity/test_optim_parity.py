@@ -38,6 +38,23 @@ CASES = [
     ("RMSprop", dict(lr=0.01, momentum=0.9)),
     ("RMSprop", dict(lr=0.01, centered=True)),
     ("RMSprop", dict(lr=0.01, alpha=0.3, centered=True, momentum=0.5, maximize=True)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4)),
+    ("Adadelta", dict(weight_decay=0.1, maximize=True)),
+    ("Adagrad", dict()),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.1, eps=1e-6)),
+    ("Adagrad", dict(weight_decay=0.1, initial_accumulator_value=0.5)),
+    ("Adagrad", dict(lr=0.1, weight_decay=0.05, lr_decay=0.01, maximize=True)),
+    ("NAdam", dict()),
+    ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, momentum_decay=0.1)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.05, maximize=True)),
+    ("RAdam", dict()),
+    ("RAdam", dict(lr=0.01, betas=(0.8, 0.9), eps=1e-6)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("RAdam", dict(lr=0.01, betas=(0.5, 0.6), weight_decay=0.05, maximize=True)),
 ]  # fmt: skip
 
 
@@ -118,7 +135,7 @@ def test_state_dict_matches_torch_layout(name, kwargs):
         assert sorted(state) == sorted(torch_state)
         for key, value in state.items():
             expected = torch_state[key].numpy()
-            assert isinstance(value, float if key == "step" else numpy.ndarray)
+            assert isinstance(value, float if key in ("step", "mu_product") else numpy.ndarray)
             numpy.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
     for group, torch_group in zip(sd["param_groups"], torch_sd["param_groups"], strict=True):
         assert group["params"] == torch_group["params"]
@@ -150,6 +167,11 @@ def test_state_dict_round_trip_mid_run_equals_uninterrupted(name, kwargs):
     ("Adam", dict(lr=0.01), [dict(lr=0.1, betas=(0.5, 0.9)), dict(weight_decay=0.1)]),
     ("AdamW", dict(lr=0.01), [dict(lr=0.1), dict(weight_decay=0.5, amsgrad=True)]),
     ("RMSprop", dict(lr=0.01), [dict(lr=0.001, centered=True), dict(momentum=0.9)]),
+    ("Adadelta", dict(), [dict(lr=0.5, rho=0.5), dict(weight_decay=0.1, maximize=True)]),
+    ("Adagrad", dict(lr=0.1), [dict(lr_decay=0.5), dict(eps=1e-3, weight_decay=0.1)]),
+    ("NAdam", dict(lr=0.01), [dict(momentum_decay=0.1), dict(weight_decay=0.1,
+                                                            decoupled_weight_decay=True)]),
+    ("RAdam", dict(lr=0.01), [dict(betas=(0.5, 0.6)), dict(weight_decay=0.1, maximize=True)]),
 ])  # fmt: skip
 def test_per_group_hyperparameters_match_torch(name, kwargs, groups, dtype):
     opt, ours, torch_opt, theirs = _pair(name, kwargs, dtype, groups=groups)
