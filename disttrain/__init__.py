@@ -13,14 +13,17 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
     "functional", "launch", "nn", "ops", "optim", "random", "serialization", "utils",
-    "tensor_functions",
+    "tensor_functions", "accelerator", "backends", "multiprocessing",
 )  # fmt: skip
 # NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
 # `import disttrain.tensor` / `from disttrain.tensor import Tensor`
 _FROM = {
     "disttrain.factories": (
         "arange", "empty", "eye", "full", "full_like", "linspace", "ones", "ones_like", "rand",
-        "randint", "randn", "randperm", "zeros", "zeros_like"),
+        "randint", "randn", "randperm", "zeros", "zeros_like", "as_tensor", "empty_like",
+        "from_numpy", "rand_like", "randn_like"),
+    "disttrain.devices": ("device",),
+    "disttrain.threads": ("get_num_threads", "set_num_threads"),
     "disttrain.random": (
         "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state"),
     "disttrain.serialization": ("load", "save"),
@@ -32,7 +35,9 @@ _FROM = {
         "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
         "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
         "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
-        "bmm", "baddbmm", "narrow", "masked_fill"),
+        "bmm", "baddbmm", "narrow", "masked_fill", "eq", "ne", "lt", "le", "gt", "ge", "equal",
+        "add", "sub", "mul", "div", "maximum", "minimum", "lerp", "addcmul", "addcdiv", "mm",
+        "topk", "sort", "argsort"),
     "disttrain.backend": ("tune_malloc",),
 }  # fmt: skip
 _ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in builtins)

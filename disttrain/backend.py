@@ -6,7 +6,7 @@ import sys
 
 import numpy
 
-from disttrain import env
+from disttrain import devices, env
 
 _cupy_error: Exception | None = None
 try:  # NOTE: cupy is optional; remember why it is missing so errors can say so.
@@ -79,21 +79,44 @@ def cuda_is_available() -> bool:
         return False
 
 
-def parse_device(device) -> str:
-    """Normalise a device argument ("cpu", "cuda", "cuda:1") and check it can be used."""
-    name = str(device)
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if kind == "cuda":
-        require_cupy(f"device={name!r}")
-    return name
+def cudnn_version() -> int | None:
+    """cuDNN's version when cupy sees a GPU and can load cuDNN, else None."""
+    if not cuda_is_available():
+        return None
+    try:
+        from cupy_backends.cuda.libs import cudnn  # NOTE: fails when libcudnn is not installed
+
+        return int(cudnn.getVersion())
+    except Exception:
+        return None
 
 
-def device_of(array) -> str:
+def parse_device(device) -> devices.device:
+    """A device argument ("cpu", "cuda", "cuda:1", a dt.device or an int GPU index) as a
+    dt.device, checked that it can be used (cuda needs cupy)."""
+    parsed = _parsed.get(device) if isinstance(device, str) else None
+    if parsed is None:
+        parsed = devices.device(device)
+        if parsed.type == "cuda":
+            require_cupy(f"device={str(parsed)!r}")
+        if isinstance(device, str):
+            _parsed[device] = parsed
+    return parsed
+
+
+_parsed: dict[str, devices.device] = {}  # NOTE: parsing once per distinct string keeps .to cheap
+_cuda_devices: dict[int, devices.device] = {}
+
+
+def device_of(array) -> devices.device:
+    """The dt.device holding `array` (one shared object per device: Tensor.device is hot)."""
     if is_cupy_array(array):
-        return f"cuda:{array.device.id}"
-    return "cpu"
+        index = array.device.id
+        found = _cuda_devices.get(index)
+        if found is None:
+            found = _cuda_devices[index] = devices.device("cuda", index)
+        return found
+    return devices.CPU
 
 
 def asnumpy(array) -> numpy.ndarray:
@@ -108,8 +131,7 @@ def to_device(array, device: str):
     device = parse_device(device)
     if device == "cpu":
         return asnumpy(array)
-    index = int(device.partition(":")[2] or 0)
-    with cupy.cuda.Device(index):
+    with cupy.cuda.Device(device.index):  # NOTE: index None is cupy's current device, as torch
         return cupy.asarray(array)
 
 

@@ -6,7 +6,7 @@ import numpy
 
 from disttrain import backend
 from disttrain import random as _random
-from disttrain.dtypes import default_float
+from disttrain.dtypes import as_array, default_float
 from disttrain.shapes import shape_arg
 from disttrain.tensor import Tensor
 
@@ -42,21 +42,70 @@ def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False)
                  requires_grad)
 
 
-def _like(t: Tensor, fill, dtype, requires_grad) -> Tensor:
+def _like(t: Tensor, fill, dtype, requires_grad, device=None) -> Tensor:
     xp = backend.get_array_module(t.array)
-    return Tensor(xp.full(t.shape, fill, dtype or t.dtype), requires_grad=requires_grad)
+    array = xp.full(t.shape, fill, dtype or t.dtype)
+    if device is not None:
+        array = backend.to_device(array, device)
+    return Tensor(array, requires_grad=requires_grad)
 
 
-def zeros_like(input: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _like(input, 0, dtype, requires_grad)
+def zeros_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 0, dtype, requires_grad, device)
 
 
-def ones_like(input: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _like(input, 1, dtype, requires_grad)
+def ones_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like(input, 1, dtype, requires_grad, device)
 
 
-def full_like(input: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _like(input, fill_value, dtype, requires_grad)
+def empty_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor shaped like `input` (zero-filled here, as `empty`)."""
+    return _like(input, 0, dtype, requires_grad, device)
+
+
+def full_like(input: Tensor, fill_value, dtype=None, device=None,
+              requires_grad: bool = False) -> Tensor:
+    return _like(input, fill_value, dtype, requires_grad, device)
+
+
+def randn_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+               generator=None) -> Tensor:
+    """Standard normal samples shaped like `input`, with its dtype and device unless given."""
+    return randn(*input.shape, generator=generator, dtype=dtype or input.dtype,
+                 device=device or input.device, requires_grad=requires_grad)
+
+
+def rand_like(input: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+              generator=None) -> Tensor:
+    """U[0, 1) samples shaped like `input`, with its dtype and device unless given."""
+    return rand(*input.shape, generator=generator, dtype=dtype or input.dtype,
+                device=device or input.device, requires_grad=requires_grad)
+
+
+def from_numpy(ndarray: numpy.ndarray) -> Tensor:
+    """A Tensor sharing memory with the numpy array `ndarray` (writes to one show in the
+    other), with its dtype, as torch.from_numpy.
+
+    Example:
+        >>> a = numpy.zeros(2); t = dt.from_numpy(a); a[0] = 5; t.tolist()
+        [5.0, 0.0]
+    """
+    if not isinstance(ndarray, numpy.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray (got {type(ndarray).__name__})")
+    if ndarray.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: can't convert a numpy array of dtype {ndarray.dtype}; "
+                        "the supported kinds are bool, integers and floats")
+    return Tensor(ndarray)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """`data` as a Tensor, sharing memory where it can (a Tensor or a numpy array that
+    already has the dtype and device), else a copy, as torch.as_tensor."""
+    if isinstance(data, Tensor):
+        return data.to(device, dtype)
+    if isinstance(data, numpy.ndarray) and (dtype is None or numpy.dtype(dtype) == data.dtype):
+        return from_numpy(data).to(device)
+    return Tensor(as_array(data, dtype, device))
 
 
 def arange(start, end=None, step=1, dtype=None, device=None,

@@ -42,12 +42,13 @@ from disttrain.dtypes import (  # noqa: F401  (re-exported: disttrain.tensor.flo
 from disttrain.tensor_math import MathMethods
 from disttrain.tensor_reduce import ReductionMethods, ReturnTypes  # noqa: F401
 from disttrain.tensor_shape import ShapeMethods, cat, stack  # noqa: F401
+from disttrain.tensor_storage import StorageMethods
 
 _new_tensor = object.__new__
 _numpy_scalar = numpy.generic
 
 
-class Tensor(MathMethods, ShapeMethods, ReductionMethods):
+class Tensor(MathMethods, ShapeMethods, ReductionMethods, StorageMethods):
     """An n-dimensional array that records the operations applied to it for autograd.
 
     Create with `dt.tensor(data)`. `.array` is the backing numpy/cupy array; `.grad` holds the
@@ -129,7 +130,8 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods):
     shape = property(lambda self: tuple(self.array.shape))
     dtype = property(lambda self: self.array.dtype)
     ndim = property(lambda self: self.array.ndim)
-    device = property(lambda self: backend.device_of(self.array))
+    device = property(lambda self: backend.device_of(self.array))  # a dt.device (a str too)
+    is_cuda = property(lambda self: backend.is_cupy_array(self.array))
     T = property(lambda self: self.permute(*reversed(range(self.ndim))))
     mT = property(lambda self: self.transpose(-2, -1))
 
@@ -185,22 +187,39 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods):
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
+    def __format__(self, format_spec: str) -> str:
+        # NOTE: as torch: a 0-d tensor formats as its Python number (f"{loss:.4f}"); others
+        # only with an empty spec (str), anything else is object.__format__'s TypeError
+        if self.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __array__(self, dtype=None, copy=None):
         array = backend.asnumpy(self.array)
         return array if dtype is None else array.astype(dtype)
 
     # ---------------------------------------------------------------- devices and dtypes
-    def to(self, device=None, dtype=None) -> Tensor:
-        """Returns a copy on `device` and/or with `dtype` (self if nothing changes)."""
-        if device is not None and not isinstance(device, str):  # t.to(dt.float64)
+    def to(self, device=None, dtype=None, non_blocking: bool = False, copy: bool = False
+           ) -> Tensor:
+        """This tensor on `device` and/or with `dtype`; self when nothing changes (unless
+        `copy`). As torch: `t.to(device)`, `t.to(dtype)`, `t.to(device, dtype)`, `t.to(other)`
+        (other's device and dtype); `non_blocking` is accepted (copies here are synchronous).
+
+        Example:
+            >>> dt.ones(2).to(dt.device("cpu"), dt.float64).dtype
+            dtype('float64')
+        """
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype
+        elif device is not None and not isinstance(device, (str, int)):  # t.to(dt.float64)
             device, dtype = None, device
-        array = self.array
-        if dtype is not None and numpy.dtype(dtype) != array.dtype:
+        if dtype is not None and numpy.dtype(dtype) != self.array.dtype:
             return self._cast(numpy.dtype(dtype)).to(device)
-        if device is None or backend.parse_device(device) == self.device or (
-                device == "cuda" and self.device.startswith("cuda")):
-            return self
-        return ops.ToDevice.apply(self, device=device)
+        if device is not None:
+            target, here = backend.parse_device(device), backend.device_of(self.array)
+            if target != here and not (target.index is None and target.type == here.type):
+                return ops.ToDevice.apply(self, device=target)
+        return self.clone() if copy else self
 
     def _cast(self, dtype) -> Tensor:
         if dtype.kind not in "fc" or self.array.dtype.kind not in "fc":
@@ -210,8 +229,10 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods):
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self, device: int | None = None) -> Tensor:
-        return self.to("cuda" if device is None else f"cuda:{device}")
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        """A copy on the GPU `device` (an int index, "cuda:N" or a dt.device; default: the
+        current one)."""
+        return self.to("cuda" if device is None else device)
 
     def type(self, dtype) -> Tensor:
         return self.to(dtype=dtype)

@@ -19,7 +19,9 @@ __all__ = [
     "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
     "flatten", "reshape", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "transpose",
     "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
-    "bmm", "baddbmm", "narrow", "masked_fill",
+    "bmm", "baddbmm", "narrow", "masked_fill", "eq", "ne", "lt", "le", "gt", "ge", "equal",
+    "add", "sub", "mul", "div", "maximum", "minimum", "lerp", "addcmul", "addcdiv", "mm",
+    "topk", "sort", "argsort",
 ]  # fmt: skip
 
 exp, log, sqrt, abs, sum, mean, max, min = (  # noqa: A001
@@ -32,3 +34,9 @@ squeeze, unsqueeze, var, std, pow = (
     _method(n) for n in ("squeeze", "unsqueeze", "var", "std", "pow"))
 sin, cos, tril, triu, bmm, baddbmm, narrow, masked_fill = (
     _method(n) for n in ("sin", "cos", "tril", "triu", "bmm", "baddbmm", "narrow", "masked_fill"))
+eq, ne, lt, le, gt, ge, equal = (
+    _method(n) for n in ("eq", "ne", "lt", "le", "gt", "ge", "equal"))
+add, sub, mul, div, maximum, minimum, lerp = (
+    _method(n) for n in ("add", "sub", "mul", "div", "maximum", "minimum", "lerp"))
+addcmul, addcdiv, mm, topk, sort, argsort = (
+    _method(n) for n in ("addcmul", "addcdiv", "mm", "topk", "sort", "argsort"))

@@ -103,6 +103,13 @@ class MathMethods:
     __gt__ = lambda self, o: self._compare(o, operator.gt)  # noqa: E731
     __ge__ = lambda self, o: self._compare(o, operator.ge)  # noqa: E731
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+    def equal(self, other) -> bool:
+        """True when `other` has this shape and equal values (torch.equal)."""
+        return self.shape == other.shape and bool((self.array == other.array).all())
+
     def __invert__(self):
         return self._make(~self.array)
 
@@ -111,6 +118,78 @@ class MathMethods:
 
     def __or__(self, other):
         return self._compare(other, operator.or_)
+
+    # method forms of the operators, with torch's keyword arguments
+    def add(self, other, *, alpha=1) -> Tensor:
+        """self + alpha * other (torch.add)."""
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1) -> Tensor:
+        """self - alpha * other (torch.sub)."""
+        return self - (other if alpha == 1 else other * alpha)
+
+    def mul(self, other) -> Tensor:
+        return self * other
+
+    def div(self, other, *, rounding_mode: str | None = None) -> Tensor:
+        """self / other; rounding_mode "trunc" (toward 0) or "floor" (Python's //) keeps
+        integer dtypes and gives a result without a gradient (torch's is zero)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: expected rounding_mode to be one of None, 'trunc' or "
+                             f"'floor', got {rounding_mode!r}")
+        a, b = (t.array for t in self._broadcasted(other))
+        xp = get_array_module(a)
+        if rounding_mode == "floor":
+            return self._make(xp.floor_divide(a, b))
+        if a.dtype.kind in "fc":
+            return self._make(xp.trunc(a / b))
+        return self._make(xp.sign(a) * xp.sign(b) * (xp.abs(a) // xp.abs(b)))
+
+    subtract, multiply, divide, true_divide = sub, mul, div, __truediv__
+
+    def maximum(self, other: Tensor) -> Tensor:
+        """The element-wise maximum (broadcasting); equal elements share the gradient in
+        halves, as torch."""
+        return ops.Maximum.apply(*self._broadcasted(self._tensor_arg(other, "maximum")))
+
+    def minimum(self, other: Tensor) -> Tensor:
+        """The element-wise minimum (broadcasting); ties share the gradient, as torch."""
+        return ops.Minimum.apply(*self._broadcasted(self._tensor_arg(other, "minimum")))
+
+    def _tensor_arg(self, other, op: str):
+        if not isinstance(other, MathMethods):
+            raise TypeError(f"{op}: other must be a Tensor, got {other.__class__.__name__} "
+                            f"({other!r}); use clamp for a number")
+        return other
+
+    def lerp(self, end: Tensor, weight) -> Tensor:
+        """self + weight * (end - self) (torch.lerp; `weight` a number or a Tensor)."""
+        return self + weight * (end - self)
+
+    def addcmul(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self + value * tensor1 * tensor2."""
+        return self + value * tensor1 * tensor2
+
+    def addcdiv(self, tensor1, tensor2, *, value=1) -> Tensor:
+        """self + value * tensor1 / tensor2."""
+        return self + value * tensor1 / tensor2
+
+    def mm(self, mat2: Tensor) -> Tensor:
+        """The matrix product of two 2-D tensors (n, m) @ (m, p), no broadcasting (torch.mm).
+
+        Example:
+            >>> dt.ones(2, 3).mm(dt.ones(3, 4)).shape
+            (2, 4)
+        """
+        if self.ndim != 2 or mat2.ndim != 2:
+            raise ValueError(f"mm: both arguments must be 2-D, got shapes {self.shape} and "
+                             f"{mat2.shape}")
+        if self.dtype != mat2.dtype:
+            raise ValueError(f"mm: expected both arguments to have the same dtype, got "
+                             f"{self.dtype} and {mat2.dtype}")
+        return self @ mat2
 
     # in-place arithmetic: allowed only where autograd need not see it (as torch's leaf rule)
 
@@ -150,6 +229,25 @@ class MathMethods:
     def clamp_(self, min=None, max=None):
         xp = get_array_module(self.array)
         return self._inplace("clamp_", lambda a: xp.clip(a, min, max, out=a))
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 * tensor2, in place (optimizers' update)."""
+        t1, t2 = self._other(tensor1), self._other(tensor2)
+        return self._inplace("addcmul_", lambda a: a.__iadd__(t1 * t2 * value))
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 / tensor2, in place."""
+        t1, t2 = self._other(tensor1), self._other(tensor2)
+        return self._inplace("addcdiv_", lambda a: a.__iadd__(t1 / t2 * value))
+
+    def lerp_(self, end, weight):
+        """self += weight * (end - self), in place."""
+        e, w = self._other(end), self._other(weight)
+        return self._inplace("lerp_", lambda a: a.__iadd__(w * (e - a)))
+
+    def sqrt_(self):
+        xp = get_array_module(self.array)
+        return self._inplace("sqrt_", lambda a: xp.sqrt(a, out=a))
 
     __iadd__, __isub__ = add_, sub_
     __imul__, __itruediv__ = mul_, div_

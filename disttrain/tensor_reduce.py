@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from disttrain.tensor import Tensor
 
 ReturnTypes = namedtuple("ReturnTypes", ["values", "indices"])  # torch.return_types
+TopK = namedtuple("topk", ["values", "indices"])  # NOTE: torch.return_types.topk's name
+Sort = namedtuple("sort", ["values", "indices"])
 
 
 class ReductionMethods:
@@ -60,11 +62,60 @@ class ReductionMethods:
             values, indices = values.squeeze(d), indices.squeeze(d)
         return ReturnTypes(values, indices)
 
-    def max(self, dim: int | None = None, keepdim: bool = False):
+    def max(self, dim: int | Tensor | None = None, keepdim: bool = False):
+        """The largest element; with `dim`, (values, indices) along it; with a Tensor, the
+        element-wise maximum (torch.max(input, other) is torch.maximum)."""
+        if isinstance(dim, ReductionMethods):
+            return self.maximum(dim)
         return self._extreme(dim, keepdim, "max")
 
-    def min(self, dim: int | None = None, keepdim: bool = False):
+    def min(self, dim: int | Tensor | None = None, keepdim: bool = False):
+        """The smallest element; with `dim`, (values, indices); with a Tensor, minimum."""
+        if isinstance(dim, ReductionMethods):
+            return self.minimum(dim)
         return self._extreme(dim, keepdim, "min")
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        """The k largest (or smallest) elements along `dim` as (values, indices), largest
+        first (torch.topk); gradients flow to the selected elements.
+
+        Example:
+            >>> dt.tensor([3.0, 1.0, 2.0]).topk(2).indices.tolist()
+            [0, 2]
+        """
+        axis = normalize_dim(dim, max(self.ndim, 1), "topk")
+        size = self.shape[axis] if self.ndim else 1
+        if not isinstance(k, int) or not 0 <= k <= size:
+            raise ValueError(f"topk: k ({k}) must be an int in [0, {size}], the size of "
+                             f"dimension {dim} (shape {self.shape})")
+        order = self._order(axis, descending=largest, stable=True)
+        indices = order[(slice(None),) * axis + (slice(0, k),)] if self.ndim else order
+        return TopK(self._take(axis, indices), self._make(indices))
+
+    def sort(self, dim: int = -1, descending: bool = False, *, stable: bool = False):
+        """(values, indices) sorted along `dim` (torch.sort); `stable` keeps equal elements in
+        their order (always done here); gradients flow back through the values."""
+        axis = normalize_dim(dim, max(self.ndim, 1), "sort")
+        indices = self._order(axis, descending, stable)
+        return Sort(self._take(axis, indices), self._make(indices))
+
+    def argsort(self, dim: int = -1, descending: bool = False, *, stable: bool = False):
+        """The indices that sort this tensor along `dim` (torch.argsort)."""
+        axis = normalize_dim(dim, max(self.ndim, 1), "argsort")
+        return self._make(self._order(axis, descending, stable))
+
+    def _order(self, axis: int, descending: bool, stable: bool):
+        array, xp = self.array, get_array_module(self.array)
+        if self.ndim == 0:
+            return xp.zeros((), dtype=int64)
+        if descending:  # NOTE: a stable sort of -x keeps equal elements in index order
+            array = -(array.astype(int64) if array.dtype.kind in "bu" else array)
+        return xp.argsort(array, axis=axis, kind="stable").astype(int64, copy=False)
+
+    def _take(self, axis: int, indices) -> Tensor:
+        if self.ndim == 0:
+            return self.clone()
+        return self.gather(axis, self._make(indices))
 
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
         return ops.Max.apply(self, axis=normalize_axes(dim, self.ndim, "amax"), keepdims=keepdim)

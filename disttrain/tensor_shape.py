@@ -133,19 +133,6 @@ class ShapeMethods:
         # NOTE: a where (masked_fill), not a multiply: inf * 0 would give NaN off the triangle
         return self.masked_fill(get_array_module(self.array).asarray(~keep), 0)
 
-    def new_zeros(self, *size, dtype=None) -> Tensor:
-        """A zero tensor of `size` with this tensor's dtype and device (or `dtype`)."""
-        return self._new_full(size, 0, dtype)
-
-    def new_ones(self, *size, dtype=None) -> Tensor:
-        """A tensor of ones of `size` with this tensor's dtype and device (or `dtype`)."""
-        return self._new_full(size, 1, dtype)
-
-    def _new_full(self, size, value, dtype) -> Tensor:
-        xp = get_array_module(self.array)
-        return self._make(xp.full(shape_arg(size), value,
-                                  dtype=self.dtype if dtype is None else numpy.dtype(dtype)))
-
     def __getitem__(self, index) -> Tensor:
         return ops.Index.apply(self, index=index_arrays(index))
 

@@ -287,8 +287,6 @@ def _set_blas_threads(comm: Communicator) -> None:
         return
     for var in env.BLAS_THREAD_VARS:
         os.environ[var] = str(threads)  # for libraries loaded later
-    try:
-        import threadpoolctl
-    except ImportError:
-        return
-    threadpoolctl.threadpool_limits(threads)
+    from disttrain.threads import set_num_threads  # NOTE: lazy, as threadpoolctl was
+
+    set_num_threads(threads)  # the BLAS already loaded, through threadpoolctl

@@ -241,6 +241,25 @@ class Module:
                 t.grad = t.grad.to(device or t.grad.device, dtype or t.grad.dtype)
         return self
 
+    def share_memory(self) -> Module:
+        """Moves every parameter, buffer and existing gradient to shared memory (in place),
+        so that processes forked afterwards (dt.multiprocessing with start_method="fork", or
+        multiprocessing's fork start) train the same weights, Hogwild-style: their in-place
+        updates (optimizer steps) show in this process and each other's. GPU tensors stay as
+        they are. A "spawn"/"forkserver" process would receive copies instead, so
+        dt.multiprocessing.spawn refuses to send a shared module there.
+
+        Example:
+            >>> model = nn.Linear(4, 2).share_memory()
+            >>> model.weight.is_shared()
+            True
+        """
+        for t in [*self.parameters(), *self.buffers()]:
+            t.share_memory_()
+            if t.grad is not None:
+                t.grad.share_memory_()
+        return self
+
     def cpu(self) -> Module:
         return self.to("cpu")
 

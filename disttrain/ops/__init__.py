@@ -22,6 +22,8 @@ from disttrain.ops.elementwise import (
     Exp,
     Log,
     LogSigmoid,
+    Maximum,
+    Minimum,
     Mul,
     Neg,
     Pow,
@@ -43,5 +45,5 @@ __all__ = [
     "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
-    "Softmax",
+    "Softmax", "Maximum", "Minimum",
 ]  # fmt: skip

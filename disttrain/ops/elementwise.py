@@ -229,3 +229,33 @@ class Clone(Function):
 
     def backward(self, grad):
         return grad
+
+
+def _tie_split(grad, a, b, a_loses, b_loses):
+    """torch's maximum/minimum backward: equal inputs share the gradient in halves; the input
+    that lost gets none (a NaN on either side loses nowhere, as in torch)."""
+    xp = get_array_module(grad)
+    shared = xp.where(a == b, grad * 0.5, grad)
+    zero = grad.dtype.type(0)
+    return xp.where(a_loses, zero, shared), xp.where(b_loses, zero, shared)
+
+
+class Maximum(Function):
+    # NOTE: a primitive (not a where) so that ties split the gradient, as torch.maximum does
+    def forward(self, a, b):
+        self.save(a, b)
+        return get_array_module(a).maximum(a, b)
+
+    def backward(self, grad):
+        a, b = self.saved
+        return _tie_split(grad, a, b, a < b, a > b)
+
+
+class Minimum(Function):
+    def forward(self, a, b):
+        self.save(a, b)
+        return get_array_module(a).minimum(a, b)
+
+    def backward(self, grad):
+        a, b = self.saved
+        return _tie_split(grad, a, b, a > b, a < b)

@@ -53,6 +53,8 @@ PRIMITIVES = [
     case("div", lambda a, b: a / b, (3, 4), (3, 4), domain="positive"),
     case("rdiv_scalar", lambda x: 2.0 / x, (3, 4), domain="positive"),
     case("neg", lambda x: -x, (3, 4)),
+    case("maximum", lambda a, b: a.maximum(b), (3, 4), (3, 4)),
+    case("minimum_broadcast", lambda a, b: dt.minimum(a, b), (3, 4), (4,)),
     case("pow_int", lambda x: x**3, (3, 4)),
     case("pow_float", lambda x: x**2.5, (3, 4), domain="positive"),
     case("pow_negative", lambda x: x**-1.5, (3, 4), domain="positive"),
