@@ -1,5 +1,6 @@
 """disttrain.serialization: safetensors save/load round trips, interop, atomicity and errors."""
 
+import io
 import json
 import os
 import pickle
@@ -157,7 +158,7 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
         ({"a": numpy.array(["s"])}, r"obj\['a'\] has dtype <U1"),
         ({"a": numpy.array([1 + 1j])}, r"obj\['a'\] has dtype complex128"),
         ({"a": FakeTensor([1, 2])}, r"obj\['a'\] of type FakeTensor"),
-        ([numpy.ones(2)], r"expected a dict .* got list"),
+        ([numpy.ones(2), object()], r"obj\[1\] of type object"),
     ],
 )
 def test_save_rejects_unsupported_values(tmp_path, obj, match):
@@ -268,3 +269,141 @@ def test_torch_save_file_is_rejected_with_a_hint(tmp_path):
     torch.save({"w": torch.ones(2)}, path)
     with pytest.raises(ValueError, match=_invalid(path) + ".*never unpickles"):
         load(path)
+
+
+# ---------------------------------------------------------------- torch.save/load's surface
+def test_file_objects_round_trip(tmp_path, rng):
+    checkpoint = {"model": model_state(rng), "optimizer": optimizer_state(rng), "epoch": 3}
+    buffer = io.BytesIO()
+    save(checkpoint, buffer)
+    buffer.seek(0)
+    assert_same(load(buffer), checkpoint)
+    with open(tmp_path / "ckpt.pt", "wb") as f:
+        save(checkpoint, f)
+    with open(tmp_path / "ckpt.pt", "rb") as f:
+        assert_same(load(f), checkpoint)
+
+
+@pytest.mark.parametrize("obj", [numpy.arange(6.0).reshape(2, 3), [numpy.ones(2), 3, "a"],
+                                 (1, 2.5, None)])
+def test_non_dict_objects_round_trip(tmp_path, obj):
+    save(obj, tmp_path / "x.pt")
+    assert_same(load(tmp_path / "x.pt"), obj)
+
+
+def test_saving_a_module_or_optimizer_says_to_save_its_state_dict(tmp_path):
+    import disttrain.nn as nn
+    import disttrain.optim as optim
+
+    model = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"save: obj is a Linear object; disttrain never pickles "
+                                        r"objects .* dt.save\(model.state_dict\(\), f\)"):
+        save(model, tmp_path / "model.pt")
+    with pytest.raises(TypeError, match=r"save: obj is a SGD object"):
+        save(optim.SGD(model.parameters(), lr=0.1), io.BytesIO())
+    with pytest.raises(TypeError, match=r"save: obj\['model'\] is a Linear object"):
+        save({"model": model, "epoch": 1}, tmp_path / "ckpt.pt")
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_and_load_reject_other_targets():
+    with pytest.raises(TypeError, match="save: f should be a path .* got int"):
+        save({"a": numpy.ones(1)}, 3)
+    with pytest.raises(TypeError, match="load: f should be a path .* got int"):
+        load(3)
+
+
+def test_map_location_weights_only_and_pickle_module(tmp_path, rng):
+    import disttrain as dt
+
+    path = tmp_path / "model.pt"
+    state = model_state(rng)
+    save(state, path)
+    for map_location in (None, "cpu", dt.device("cpu"), {"cuda:0": "cpu"}, {"cpu": "cpu"}):
+        assert_same(load(path, map_location=map_location), state)
+    for weights_only in (None, True, False):
+        assert_same(load(path, weights_only=weights_only), state)
+    calls = []
+
+    def to_float64(array, location):
+        calls.append(location)
+        return array.astype(numpy.float64) if array.dtype == numpy.float32 else None
+
+    moved = load(path, map_location=to_float64)
+    assert moved["conv.weight"].dtype == numpy.float64 and moved["fc.bias"].dtype == numpy.float16
+    assert calls == ["cpu"] * len(state)
+    with pytest.raises(TypeError, match="load: map_location should be None, a device string"):
+        load(path, map_location=3)
+    with pytest.raises(TypeError, match="map_location dict should map location strings to"):
+        load(path, map_location={"cpu": 0})
+    with pytest.raises(TypeError, match="load: weights_only should be a bool or None, got 'yes'"):
+        load(path, weights_only="yes")
+    with pytest.raises(TypeError, match="load: pickle_module must be None"):
+        load(path, None, pickle)
+
+
+def test_map_location_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    import disttrain as dt
+
+    if dt.cuda.is_available():
+        pytest.skip("a GPU is present: map_location='cuda' is valid here")
+    save({"w": numpy.ones(2)}, tmp_path / "w.pt")
+    with pytest.raises(Exception, match="cupy|CuPy"):
+        load(tmp_path / "w.pt", map_location="cuda")
+
+
+def test_mmap_gives_read_only_views_of_the_file(tmp_path, rng):
+    checkpoint = {"model": model_state(rng), "optimizer": optimizer_state(rng), "epoch": 3}
+    path = tmp_path / "ckpt.safetensors"
+    save(checkpoint, path)
+    mapped = load(path, mmap=True)
+    expected = load(path)
+    assert mapped["epoch"] == 3
+    for name, array in expected["model"].items():
+        got = mapped["model"][name]
+        assert got.dtype == array.dtype and got.shape == array.shape and not got.flags.writeable
+        numpy.testing.assert_array_equal(got, array)
+    assert_same(mapped["optimizer"], expected["optimizer"])
+    with pytest.raises(ValueError, match="load: mmap=True needs a file path, got a BytesIO"):
+        load(io.BytesIO(path.read_bytes()), mmap=True)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage!" * 4)
+    with pytest.raises(ValueError, match=_invalid(bad)):
+        load(bad, mmap=True)
+
+
+def test_invalid_file_objects_are_named(tmp_path):
+    buffer = io.BytesIO(b"garbage!" * 4)
+    with pytest.raises(ValueError, match=r"<BytesIO file object>: not a valid safetensors file"):
+        load(buffer)
+    torch = pytest.importorskip("torch")
+    torch_bytes = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, torch_bytes)
+    torch_bytes.seek(0)
+    with pytest.raises(ValueError, match="never unpickles"):
+        load(torch_bytes)
+
+
+def test_pytorch_loads_a_saved_model_state_dict(tmp_path):
+    """dt.save(model.state_dict(), path), read by PyTorch with safetensors.torch.load_file."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    import disttrain.nn as nn
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    path = tmp_path / "model.safetensors"
+    save(model.state_dict(), path)
+    tensors = load_file(path)
+    assert set(tensors) == set(model.state_dict())
+    for name, array in model.state_dict().items():
+        assert isinstance(tensors[name], torch.Tensor)
+        numpy.testing.assert_array_equal(tensors[name].numpy(), numpy.asarray(array))
+    reference = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+                                    torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10))
+    reference.load_state_dict(tensors)  # strict: every name and shape is torch's
+    x = numpy.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(numpy.float32)
+    import disttrain as dt
+
+    numpy.testing.assert_allclose(model(dt.tensor(x)).detach().numpy(),
+                                  reference(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
