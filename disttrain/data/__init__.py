@@ -15,6 +15,7 @@ from disttrain.data.sampler import (
     Sampler,
     SequentialSampler,
     SubsetRandomSampler,
+    WeightedRandomSampler,
 )
 from disttrain.data.worker import WorkerInfo, get_worker_info
 
@@ -30,8 +31,9 @@ __all__ = [
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",
-    "datasets",
+    "WeightedRandomSampler",
     "WorkerInfo",
+    "datasets",
     "default_collate",
     "get_worker_info",
     "random_split",

@@ -1,8 +1,8 @@
-"""Index samplers: Sequential, Random, SubsetRandom, Batch and Distributed.
+"""Index samplers: Sequential, Random, SubsetRandom, WeightedRandom, Batch and Distributed.
 
-Imports numpy, disttrain.random and disttrain.checks only. DistributedSampler takes
-`num_replicas` and `rank` as ints; it never imports MPI (pass `dist.get_world_size()` /
-`dist.get_rank()`).
+Imports numpy, disttrain.random, disttrain.checks and disttrain.env only. DistributedSampler
+takes `num_replicas` and `rank` as ints; it never imports MPI: left out, they come from the
+process group that dist.init_process_group() / dist.init() recorded in disttrain.env.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence, Sized
 
 import numpy as np
 
+from disttrain import env
 from disttrain.checks import check_int
 from disttrain.random import default_generator
 
@@ -131,6 +132,59 @@ class SubsetRandomSampler(Sampler):
         return len(self.indices)
 
 
+class WeightedRandomSampler(Sampler):
+    """Draws `num_samples` indices in [0, len(weights)) with probabilities proportional to
+    `weights` (torch.utils.data.WeightedRandomSampler), e.g. to rebalance classes.
+
+    Args:
+        weights: non-negative weights, one per sample (a sequence, numpy array or Tensor);
+            they need not sum to 1.
+        num_samples: how many indices each iteration yields.
+        replacement: draw with replacement; without it an index is drawn at most once (so
+            num_samples must not exceed the number of non-zero weights).
+        generator: dt.Generator (or numpy Generator); None seeds a fresh one from
+            disttrain's default generator each iteration.
+
+    Example:
+        >>> s = WeightedRandomSampler([0.0, 1.0, 0.0], 4, generator=np.random.default_rng(0))
+        >>> list(s)
+        [1, 1, 1, 1]
+    """
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True,
+                 generator: np.random.Generator | None = None) -> None:
+        if (isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer))
+                or num_samples <= 0):
+            raise ValueError(f"WeightedRandomSampler: num_samples should be a positive integer "
+                             f"value, but got num_samples={num_samples!r}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"WeightedRandomSampler: replacement should be a boolean value, "
+                             f"but got replacement={replacement!r}")
+        weights = np.asarray(getattr(weights, "array", weights), dtype=np.float64)
+        if weights.ndim != 1:
+            raise ValueError(f"WeightedRandomSampler: weights should be a 1d sequence but given "
+                             f"weights have shape {weights.shape}")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError(f"WeightedRandomSampler: weights should be finite, non-negative "
+                             f"and not all zero, got min {weights.min(initial=0)}, sum "
+                             f"{weights.sum()}")
+        if not replacement and num_samples > np.count_nonzero(weights):
+            raise ValueError(f"WeightedRandomSampler: cannot draw num_samples={num_samples} "
+                             f"without replacement from {np.count_nonzero(weights)} non-zero "
+                             "weights; pass replacement=True or fewer num_samples")
+        self.weights, self.num_samples = weights, int(num_samples)
+        self.replacement, self.generator = replacement, generator
+
+    def __iter__(self) -> Iterator[int]:
+        rng = resolve_generator("WeightedRandomSampler", self.generator)
+        drawn = rng.choice(len(self.weights), size=self.num_samples, replace=self.replacement,
+                           p=self.weights / self.weights.sum())
+        return iter(drawn.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
 class BatchSampler(Sampler):
     """Groups the indices of `sampler` into lists of `batch_size`.
 
@@ -179,8 +233,9 @@ class DistributedSampler(Sampler):
 
     Args:
         dataset: anything with a length.
-        num_replicas: number of ranks sharing the data, e.g. `dist.get_world_size()`.
-        rank: this rank, in [0, num_replicas), e.g. `dist.get_rank()`.
+        num_replicas: number of ranks sharing the data (default: the initialised process
+            group's world size, as torch's).
+        rank: this rank, in [0, num_replicas) (default: its rank in that group).
         shuffle: permute the indices each epoch.
         seed: base seed; must be the same on every rank.
         drop_last: drop the tail instead of padding it.
@@ -194,10 +249,16 @@ class DistributedSampler(Sampler):
     def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
                  shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
         if num_replicas is None or rank is None:
-            raise ValueError(
-                f"DistributedSampler: num_replicas and rank are required (got "
-                f"num_replicas={num_replicas}, rank={rank}); disttrain.data does not import MPI, "
-                "so pass them, e.g. num_replicas=dist.get_world_size(), rank=dist.get_rank()")
+            group = env.process_group()  # NOTE: recorded by dist.init(); no MPI import here
+            if group is None:
+                raise ValueError(
+                    f"DistributedSampler: num_replicas and rank are required (got "
+                    f"num_replicas={num_replicas}, rank={rank}) when no process group is "
+                    "initialised: call dist.init_process_group() (or dist.init()) first, under "
+                    "mpirun, or pass them, e.g. num_replicas=dist.get_world_size(), "
+                    "rank=dist.get_rank()")
+            num_replicas = group.size if num_replicas is None else num_replicas
+            rank = group.rank if rank is None else rank
         num_replicas = check_int("DistributedSampler", "num_replicas", num_replicas, 1)
         rank = check_int("DistributedSampler", "rank", rank, 0)
         if rank >= num_replicas:

@@ -115,7 +115,7 @@ class WorkerPool:
         if worker_init_fn is not None:
             try:
                 worker_init_fn(info.id)
-            except Exception as e:
+            except BaseException as e:  # NOTE: anything, or the main thread waits forever
                 init_failure = _Failure(e, f"in DataLoader worker {info.id} in worker_init_fn")
         while (task := self._tasks[info.id].get()) is not None:
             generation, batch_index, indices = task
@@ -134,7 +134,7 @@ class WorkerPool:
                 samples.append(self._dataset[index])
             index = None
             return self._collate_fn(samples)
-        except Exception as e:
+        except BaseException as e:  # NOTE: as in worker_init_fn
             what = (f"sample index {index}" if index is not None
                     else f"the batch of sample indices {list(indices)}")
             return _Failure(e, f"in DataLoader worker {worker_id} while loading {what}")

@@ -98,7 +98,7 @@ def test_random_split_errors():
         random_split(ds, [3, 3])
     with pytest.raises(UserWarning, match="length of split at index 1 is 0"):
         random_split(make_tensor_dataset(2), [0.9, 0.1], generator=np.random.default_rng(0))
-    with pytest.raises(TypeError, match="generator should be a dt.Generator or a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="generator should be a dt.Generator or a numpy.random"):
         random_split(ds, [5, 5], generator=0)
 
 
@@ -298,7 +298,8 @@ def test_loader_argument_errors():
     with pytest.raises(ValueError, match="batch_size should be a positive integer value, but got "
                                          "batch_size=-1"):
         DataLoader(ds, batch_size=-1)
-    with pytest.raises(TypeError, match="DataLoader: generator should be a dt.Generator or a numpy.random.Generator"):
+    with pytest.raises(TypeError, match="DataLoader: generator should be a dt.Generator or a "
+                                        "numpy.random.Generator"):
         DataLoader(ds, generator=42)
 
 
@@ -453,3 +454,28 @@ def test_data_does_not_import_mpi_or_upper_layers():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not name.startswith(forbidden), f"{path} imports {name}"
+
+
+def test_weighted_random_sampler():
+    from disttrain.data import WeightedRandomSampler
+
+    counts = np.bincount(list(WeightedRandomSampler([1.0, 3.0, 0.0], 4000,
+                                                    generator=np.random.default_rng(0))),
+                         minlength=3)
+    assert counts[2] == 0 and 0.7 < counts[1] / 4000 < 0.8
+    unique = list(WeightedRandomSampler(Tensor(np.array([1.0, 2.0, 3.0])), 3, replacement=False,
+                                        generator=np.random.default_rng(1)))
+    assert sorted(unique) == [0, 1, 2] and len(WeightedRandomSampler([1, 1], 5)) == 5
+    for args, kwargs, match in [
+        (([1, 2], 0), {}, r"num_samples should be a positive integer value, but got "
+                          r"num_samples=0"),
+        (([1, 2], 2.0), {}, r"num_samples=2\.0"),
+        (([[1, 2]], 2), {}, r"weights should be a 1d sequence but given weights have shape "
+                            r"\(1, 2\)"),
+        (([1, 2], 2), {"replacement": 1}, r"replacement should be a boolean value"),
+        (([-1, 2], 2), {}, r"weights should be finite, non-negative and not all zero"),
+        (([1, 0, 2], 3), {"replacement": False}, r"cannot draw num_samples=3 without "
+                                                 r"replacement from 2 non-zero weights"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            WeightedRandomSampler(*args, **kwargs)

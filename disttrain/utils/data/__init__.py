@@ -16,6 +16,7 @@ from disttrain.data import (  # noqa: F401
     Subset,
     SubsetRandomSampler,
     TensorDataset,
+    WeightedRandomSampler,
     default_collate,
     get_worker_info,
     random_split,
