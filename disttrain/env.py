@@ -198,3 +198,55 @@ def blas_threads_per_rank(cores: int, local_size: int, environ: Mapping[str, str
     if any(v in environ for v in BLAS_THREAD_VARS):
         return None
     return threads_per_rank(cores, local_size)
+
+
+# ---------------------------------------------------------------- the initialised process group
+# NOTE: torchrun's variables: ported scripts read them (`int(os.environ["LOCAL_RANK"])`), so
+# dist.init() / init_process_group() export them under mpirun, from MPI's own answer.
+TORCHRUN_RANK_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+class ProcessGroup(NamedTuple):
+    """The world group dist.init() started: (rank, size, local_rank, local_size)."""
+
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+
+
+# NOTE: the process-wide record lives here, in a stdlib-only core module, so that core code
+# (DistributedSampler's default rank and size) can ask for it without importing
+# disttrain.distributed; only dist.init() and destroy_process_group() write it.
+_group: list[ProcessGroup | None] = [None]
+
+
+def record_process_group(group: ProcessGroup, environ: dict | None = None) -> None:
+    """Records the initialised world group and exports torchrun's RANK, WORLD_SIZE,
+    LOCAL_RANK, LOCAL_WORLD_SIZE for it (into os.environ by default), overwriting stale ones."""
+    _group[0] = group
+    environ = os.environ if environ is None else environ
+    for name, value in zip(TORCHRUN_RANK_VARS, group):
+        environ[name] = str(value)
+
+
+def forget_process_group() -> None:
+    """destroy_process_group(): no group is initialised any more (the exported variables
+    stay, as torchrun's stay after torch's destroy_process_group)."""
+    _group[0] = None
+
+
+def process_group() -> ProcessGroup | None:
+    """The initialised world group, None before dist.init() / init_process_group()."""
+    return _group[0]
+
+
+def torchrun_world(environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) as torchrun (or an earlier init) exported them, None when unset."""
+    rank, size = _get("RANK", environ), _get("WORLD_SIZE", environ)
+    if rank is None or size is None:
+        return None
+    try:
+        return int(rank), int(size)
+    except ValueError:
+        raise ValueError(f"RANK={rank!r}, WORLD_SIZE={size!r}: expected integers") from None

@@ -1,7 +1,8 @@
 """The Communicator: MPI through mpi4py, on numpy or cupy arrays. The ONLY module importing mpi4py.
 
-Arrays travel with mpi4py's buffer (upper-case) calls, in place where the name ends in `_`;
-`*_obj` calls pickle and are for small Python objects only. cupy arrays: the current stream is
+Arrays (numpy or cupy, or disttrain Tensors: their `.array`) travel with mpi4py's buffer
+(upper-case) calls, in place where the name ends in `_`; `*_obj` calls pickle in memory and are
+for small Python objects only. cupy arrays: the current stream is
 synchronised before every MPI call; CUDA-aware MPI gets device pointers, otherwise the data is
 staged through host buffers.
 """
@@ -14,8 +15,11 @@ import sys
 import threading
 import traceback
 
+import numpy
+
 from disttrain import backend, env
 from disttrain.distributed.watchdog import heartbeat
+from disttrain.tensor import Tensor
 
 try:
     import mpi4py  # noqa: F401  (whether it is installed; its MPI module loads in init())
@@ -30,7 +34,8 @@ else:
 # `from mpi4py import MPI`.
 MPI = None
 
-_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "prod": "PROD"}
+_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN", "prod": "PROD", "band": "BAND", "bor": "BOR",
+        "bxor": "BXOR"}
 
 
 def _require_mpi():
@@ -124,60 +129,124 @@ class Communicator:
         host = backend.asnumpy(array)
         return host, lambda: array.set(host)
 
+    def _array(self, what: str, x):
+        """The array behind `x`: a Tensor's `.array`, or `x` itself when it is a numpy or cupy
+        array; a TypeError naming `what` and this rank for anything else."""
+        if isinstance(x, Tensor):
+            return x.array
+        if isinstance(x, numpy.ndarray) or backend.is_cupy_array(x):
+            return x
+        raise TypeError(f"{what} (rank {self.rank}): expected a disttrain Tensor or a numpy/"
+                        f"cupy array, got {type(x).__name__}; wrap numbers and lists with "
+                        "dt.tensor(...) (or numpy.asarray)")
+
     def allreduce_(self, array, op: str = "sum"):
-        """Reduces `array` over all ranks, in place (MPI_IN_PLACE); returns it."""
-        buf, write_back = self._buffer(array)
+        """Reduces `array` (an array or a Tensor) over all ranks, in place (MPI_IN_PLACE);
+        returns it."""
+        buf, write_back = self._buffer(self._array("allreduce_", array))
         self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=_op(op))
         if write_back:
             write_back()
         return array
 
+    def reduce_(self, array, root: int = 0, op: str = "sum"):
+        """Reduces `array` over all ranks into root's `array`, in place; the other ranks'
+        arrays are only read. Returns `array`."""
+        buf, write_back = self._buffer(self._array("reduce_", array))
+        if self.rank == root:
+            self.mpi_comm.Reduce(MPI.IN_PLACE, buf, op=_op(op), root=root)
+            if write_back:
+                write_back()
+        else:
+            self.mpi_comm.Reduce(buf, None, op=_op(op), root=root)
+        return array
+
     def bcast_(self, array, root: int = 0):
-        """Overwrites `array` on every rank with root's; returns it."""
-        buf, write_back = self._buffer(array)
+        """Overwrites `array` (an array or a Tensor) on every rank with root's; returns it."""
+        buf, write_back = self._buffer(self._array("bcast_", array))
         self.mpi_comm.Bcast(buf, root=root)
         if write_back:
             write_back()
         return array
 
     def allgather(self, array):
-        """Every rank's `array`, stacked: shape (size, *array.shape)."""
-        array = _row_major(array)
-        buf, _ = self._buffer(array)
+        """Every rank's `array`, stacked: shape (size, *array.shape); a Tensor for a Tensor."""
+        return self._stacked("allgather", array, root=None)
+
+    def gather(self, array, root: int = 0):
+        """Every rank's `array` stacked on `root` (shape (size, *array.shape)); None elsewhere."""
+        return self._stacked("gather", array, root)
+
+    def _stacked(self, what: str, array, root: int | None):
+        source = _row_major(self._array(what, array))
+        buf, _ = self._buffer(source)
         xp = backend.get_array_module(buf)
-        out = xp.empty((self.size, *buf.shape), buf.dtype)
-        self.mpi_comm.Allgather(buf, out)
-        return backend.to_device(out, backend.device_of(array)) if buf is not array else out
+        out = xp.empty((self.size, *buf.shape), buf.dtype) if root in (None, self.rank) else None
+        if root is None:
+            self.mpi_comm.Allgather(buf, out)
+        else:
+            self.mpi_comm.Gather(buf, out, root=root)
+        if out is None:
+            return None
+        out = backend.to_device(out, backend.device_of(source)) if buf is not source else out
+        return Tensor(out) if isinstance(array, Tensor) else out
+
+    def scatter_(self, array, chunks=None, root: int = 0):
+        """Overwrites `array` with `chunks[rank]` of root's `chunks` (shape
+        (size, *array.shape), read on root only); returns `array`."""
+        target = self._array("scatter_", array)
+        buf, write_back = self._buffer(target)
+        send = None
+        if self.rank == root:
+            chunks = _row_major(self._array("scatter_", chunks))
+            if tuple(chunks.shape) != (self.size, *target.shape):
+                raise ValueError(f"rank {self.rank}: scatter_ needs chunks of shape "
+                                 f"{(self.size, *target.shape)} (size, *array.shape), got "
+                                 f"{tuple(chunks.shape)}")
+            send, _ = self._buffer(chunks)
+        self.mpi_comm.Scatter(send, buf, root=root)
+        if write_back:
+            write_back()
+        return array
 
     def reduce_scatter(self, array, op: str = "sum"):
         """Reduces `array` over ranks and returns this rank's 1/size slice of dim 0."""
-        if array.shape[0] % self.size:
+        source = self._array("reduce_scatter", array)
+        if source.shape[0] % self.size:
             raise ValueError(f"rank {self.rank}: reduce_scatter needs array.shape[0] "
-                             f"({array.shape[0]}) divisible by size ({self.size})")
-        array = _row_major(array)
-        buf, _ = self._buffer(array)
+                             f"({source.shape[0]}) divisible by size ({self.size})")
+        source = _row_major(source)
+        buf, _ = self._buffer(source)
         xp = backend.get_array_module(buf)
         out = xp.empty((buf.shape[0] // self.size, *buf.shape[1:]), buf.dtype)
         self.mpi_comm.Reduce_scatter_block(buf, out, op=_op(op))
-        return backend.to_device(out, backend.device_of(array)) if buf is not array else out
+        out = backend.to_device(out, backend.device_of(source)) if buf is not source else out
+        return Tensor(out) if isinstance(array, Tensor) else out
 
     def send(self, array, dest: int, tag: int = 0) -> None:
-        buf, _ = self._buffer(array)
+        buf, _ = self._buffer(self._array("send", array))
         self.mpi_comm.Send(buf, dest=dest, tag=tag)
 
     def recv_(self, array, source: int, tag: int = 0):
         """Receives into `array` (shape and dtype must match what was sent); returns it."""
-        buf, write_back = self._buffer(array)
-        status = MPI.Status()
-        self.mpi_comm.Recv(buf, source=source, tag=tag, status=status)
-        received = status.Get_count(MPI.BYTE)
-        if received != buf.nbytes:
-            raise ValueError(f"rank {self.rank}: recv_ from rank {source} (tag {tag}) got "
-                             f"{received} bytes into a {buf.nbytes}-byte buffer "
-                             f"{tuple(buf.shape)} {buf.dtype}")
-        if write_back:
-            write_back()
+        self._irecv("recv_", array, source, tag).wait()
         return array
+
+    def isend(self, array, dest: int, tag: int = 0) -> Request:
+        """Starts sending `array` (nonblocking); do not change it before `.wait()`."""
+        buf, _ = self._buffer(self._array("isend", array))
+        return Request(self, self.mpi_comm.Isend(buf, dest=dest, tag=tag), buf)
+
+    def irecv_(self, array, source: int | None = None, tag: int = 0) -> Request:
+        """Starts receiving into `array` from `source` (None: any rank), nonblocking; the
+        request's `wait()` completes it and returns the sender's rank."""
+        return self._irecv("irecv_", array, source, tag)
+
+    def _irecv(self, what: str, array, source: int | None, tag: int) -> Request:
+        buf, write_back = self._buffer(self._array(what, array))
+        mpi_source = MPI.ANY_SOURCE if source is None else source
+        request = self.mpi_comm.Irecv(buf, source=mpi_source, tag=tag)
+        return Request(self, request, buf, write_back, receive=(what, tag))
 
     def barrier(self) -> None:
         self.mpi_comm.Barrier()
@@ -200,8 +269,49 @@ class Communicator:
         self.mpi_comm.Abort(errorcode)
 
 
+class Request:
+    """A nonblocking send or receive in flight (Communicator.isend / irecv_): `wait()` blocks
+    until it is complete, `test()` says whether it is, without blocking."""
+
+    def __init__(self, comm: Communicator, mpi_request, buf, write_back=None, receive=None):
+        # NOTE: holds `buf` (a staged host copy of a cupy array, maybe) until MPI is done
+        self.comm, self._request, self._buf, self._write_back = comm, mpi_request, buf, write_back
+        self._receive = receive  # (what, tag) of a receive; None for a send
+        self._status = MPI.Status()
+        self.done, self.source = False, None
+
+    def test(self) -> bool:
+        """Whether the transfer is complete (finishing it when it is); never blocks."""
+        if not self.done and self._request.Test(self._status):
+            self._finish()
+        return self.done
+
+    def wait(self) -> int | None:
+        """Blocks until the transfer is complete; returns the sender's rank for a receive,
+        None for a send."""
+        if not self.done:
+            self._request.Wait(self._status)
+            self._finish()
+        return self.source
+
+    def _finish(self) -> None:
+        self.done = True
+        if self._receive is None:
+            return
+        what, tag = self._receive
+        self.source = self._status.Get_source()
+        received = self._status.Get_count(MPI.BYTE)
+        if received != self._buf.nbytes:
+            raise ValueError(f"rank {self.comm.rank}: {what} from rank {self.source} (tag {tag}) "
+                             f"got {received} bytes into a {self._buf.nbytes}-byte buffer "
+                             f"{tuple(self._buf.shape)} {self._buf.dtype}")
+        if self._write_back:
+            self._write_back()
+
+
 class _World:
-    comm: Communicator | None = None
+    comm: Communicator | None = None  # NOTE: MPI's world, kept once made (MPI starts once)
+    active = False  # between init() and destroy(): what is_initialized() answers
 
 
 def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> Communicator:
@@ -209,6 +319,10 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
     MPI, nor loads or configures mpi4py; this call imports mpi4py.MPI, which starts MPI with
     MPI_THREAD_MULTIPLE and finalizes it at exit (unless it already runs, e.g. under
     `python -m mpi4py` or after the script's own `from mpi4py import MPI`).
+
+    It also records the world group for core code (disttrain.env: DistributedSampler's default
+    rank and size) and exports torchrun's RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE
+    from MPI's answer, so ported scripts that read them work under mpirun.
 
     The flags choose what else the first call changes in this process (later calls return the
     same Communicator and change nothing):
@@ -238,19 +352,24 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
         if set_blas_threads:
             _set_blas_threads(_World.comm)
         heartbeat("init-done")
+    if not _World.active:
+        comm = _World.comm
+        env.record_process_group(env.ProcessGroup(comm.rank, comm.size, comm.local_rank,
+                                                  comm.local_size))
+        _World.active = True
     return _World.comm
 
 
 def is_initialized() -> bool:
-    return _World.comm is not None
+    """Whether init() (or init_process_group()) ran and destroy() did not run since."""
+    return _World.active
 
 
-def get_rank() -> int:
-    return init().rank
-
-
-def get_world_size() -> int:
-    return init().size
+def destroy() -> None:
+    """Ends the world group (destroy_process_group): is_initialized() is False until the next
+    init(). MPI itself keeps running (it cannot start twice) and finalizes at exit."""
+    _World.active = False
+    env.forget_process_group()
 
 
 def _install_abort_hooks(comm: Communicator) -> None:

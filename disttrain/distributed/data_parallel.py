@@ -52,6 +52,8 @@ class DataParallel(Module):
         overlap: exchange on a communication thread during backward (default: when every
             rank has a spare core); False runs the exchanges in backward's own thread.
         first_bucket_cap_mb: size of the first bucket, small so communication starts early.
+        init_sync: take rank 0's parameters and buffers at construction (False: every rank
+            keeps its own, e.g. when all ranks loaded the same checkpoint).
 
     Example:
         >>> from disttrain.distributed import comm_hooks
@@ -65,14 +67,16 @@ class DataParallel(Module):
     def __init__(self, module: Module, comm: Communicator | None = None,
                  bucket_cap_mb: float | None = None, grad_dtype=None,
                  broadcast_buffers: bool = True, overlap: bool | None = None,
-                 first_bucket_cap_mb: float = DEFAULT_FIRST_BUCKET_CAP_MB):
+                 first_bucket_cap_mb: float = DEFAULT_FIRST_BUCKET_CAP_MB,
+                 init_sync: bool = True):
         super().__init__()
         self.module = module
         self.comm = comm if comm is not None else init()
         self.broadcast_buffers = broadcast_buffers
         _check_grad_dtype(grad_dtype, self.comm.rank)
         self._check_collectively()
-        self._broadcast_state(parameters=True)
+        if init_sync:
+            self._broadcast_state(parameters=True)
         self._has_buffers = any(True for _ in self.module.buffers())
         cap_mb = DEFAULT_BUCKET_CAP_MB if bucket_cap_mb is None else bucket_cap_mb
         named = [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
@@ -99,17 +103,17 @@ class DataParallel(Module):
             if theirs != everyone[0][0]:
                 problems += _differences(everyone[0][0], theirs, rank)
         if problems:
-            raise ValueError(f"DataParallel (rank {self.comm.rank}): the model differs between "
-                             "ranks; build the same model on every rank:\n  "
+            raise ValueError(f"{type(self).__name__} (rank {self.comm.rank}): the model differs "
+                             "between ranks; build the same model on every rank:\n  "
                              + "\n  ".join(problems))
         wrapped_on = {rank: names for rank, (_, names) in enumerate(everyone) if names}
         if wrapped_on:
             rank, names = next(iter(wrapped_on.items()))
             raise RuntimeError(
-                f"DataParallel (rank {self.comm.rank}): {type(self.module).__name__} is already "
-                f"wrapped by a live DataParallel on rank(s) {sorted(wrapped_on)} (parameter "
-                f"'{names[0]}' on rank {rank}); a second wrapper would average its gradients "
-                "twice. Call remove() on the first DataParallel before wrapping again")
+                f"{type(self).__name__} (rank {self.comm.rank}): {type(self.module).__name__} is "
+                f"already wrapped by a live DataParallel on rank(s) {sorted(wrapped_on)} "
+                f"(parameter '{names[0]}' on rank {rank}); a second wrapper would average its "
+                "gradients twice. Call remove() on the first DataParallel before wrapping again")
 
     def _broadcast_state(self, parameters: bool) -> None:
         tensors = list(self.module.buffers())
