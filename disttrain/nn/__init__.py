@@ -1,6 +1,8 @@
 """Neural-network modules with torch.nn's names, parameter layouts and initialisation."""
 
-from disttrain.nn import functional, init, utils
+# NOTE: parallel is a lazy table (DistributedDataParallel lives in disttrain.distributed);
+# importing it here imports nothing else, and makes dt.nn.parallel reachable as in torch
+from disttrain.nn import functional, init, parallel, utils
 from disttrain.nn.activation import ELU, Hardtanh, ReLU6, SiLU, Softplus
 from disttrain.nn.attention import MultiheadAttention
 from disttrain.nn.conv import AvgPool2d, Conv2d, MaxPool2d
@@ -39,6 +41,7 @@ from disttrain.nn.transformer import (
 )
 
 __all__ = [
+    "parallel",
     "functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "Flatten", "Unflatten", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
     "Tanh", "GELU", "Softmax", "LogSoftmax", "Embedding", "Sequential", "ModuleList",
