@@ -79,7 +79,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     """
     _check_group_norm(input, num_groups, weight, bias)
     n, channels = input.shape[:2]
-    grouped = input.reshape(n, num_groups, -1)
+    grouped = input.reshape(n, num_groups, channels // num_groups * math.prod(input.shape[2:]))
     centred = grouped - grouped.mean(-1, keepdim=True)
     variance = (centred * centred).mean(-1, keepdim=True)
     out = (centred * (variance + eps).rsqrt()).reshape(input.shape)

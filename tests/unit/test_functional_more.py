@@ -86,6 +86,11 @@ def test_group_norm_layer_checks_divisibility():
         nn.GroupNorm(0, 4)
 
 
+def test_group_norm_of_an_empty_batch_is_empty():
+    layer = nn.GroupNorm(2, 4)
+    assert layer(dt.zeros(0, 4, 3)).shape == (0, 4, 3)
+
+
 def test_group_norm_normalises_each_group():
     x = dt.tensor(numpy.random.default_rng(0).normal(3.0, 2.0, (4, 6, 5)))
     out = F.group_norm(x, 3).numpy().reshape(4, 3, 10)
