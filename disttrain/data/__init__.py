@@ -6,7 +6,15 @@ Example:
 """
 
 from disttrain.data import datasets, transforms
-from disttrain.data.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from disttrain.data.dataset import (
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
 from disttrain.data.loader import DataLoader, default_collate
 from disttrain.data.sampler import (
     BatchSampler,
@@ -21,10 +29,12 @@ from disttrain.data.worker import WorkerInfo, get_worker_info
 
 __all__ = [
     "BatchSampler",
+    "ChainDataset",
     "ConcatDataset",
     "DataLoader",
     "Dataset",
     "DistributedSampler",
+    "IterableDataset",
     "RandomSampler",
     "Sampler",
     "SequentialSampler",

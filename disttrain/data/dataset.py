@@ -1,4 +1,5 @@
-"""Map-style datasets: Dataset, TensorDataset, Subset, ConcatDataset, random_split.
+"""Datasets: Dataset, IterableDataset, ChainDataset, TensorDataset, Subset, ConcatDataset,
+random_split.
 
 Imports numpy and disttrain.tensor only (never nn, optim, distributed or mpi4py).
 """
@@ -46,6 +47,55 @@ class Dataset:
 
     def __add__(self, other: Dataset) -> ConcatDataset:
         return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """An iterable-style dataset: subclasses define `__iter__` (a stream with no indices).
+
+    DataLoader batches what `iter(dataset)` yields. With `num_workers > 0` every worker calls
+    `iter(dataset)` itself, as in torch, so each would yield the whole stream: split the work
+    in `__iter__` with `get_worker_info()` (`id`, `num_workers`). The workers are threads
+    sharing this one object, so `__iter__` must return a new iterator each call.
+
+    Example:
+        >>> class Count(IterableDataset):
+        ...     def __iter__(self): return iter(range(3))
+        >>> list(Count())
+        [0, 1, 2]
+    """
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
+
+    def __add__(self, other: IterableDataset) -> ChainDataset:
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """Chains iterable datasets: yields all of the first, then all of the second, ...
+
+    Args:
+        datasets: the IterableDatasets, in order.
+
+    Example:
+        >>> class Count(IterableDataset):
+        ...     def __iter__(self): return iter(range(2))
+        >>> list(ChainDataset([Count(), Count()]))
+        [0, 1, 0, 1]
+    """
+
+    def __init__(self, datasets) -> None:
+        self.datasets = datasets
+
+    def __iter__(self):
+        for i, dataset in enumerate(self.datasets):
+            if not isinstance(dataset, IterableDataset):
+                raise TypeError(f"ChainDataset only supports IterableDataset, but datasets[{i}] "
+                                f"is a {type(dataset).__name__}")
+            yield from dataset
+
+    def __len__(self) -> int:
+        return sum(len(dataset) for dataset in self.datasets)
 
 
 class TensorDataset(Dataset):

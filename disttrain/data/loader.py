@@ -1,4 +1,4 @@
-"""DataLoader and default_collate: batches of Tensors from a map-style dataset.
+"""DataLoader and default_collate: batches of Tensors from a map- or iterable-style dataset.
 
 Imports numpy and disttrain.tensor only (never nn, optim, distributed or mpi4py).
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from disttrain.backend import cuda_is_available, get_array_module
 from disttrain.checks import check_int
-from disttrain.data.dataset import Dataset, Subset
+from disttrain.data.dataset import Dataset, IterableDataset, Subset
 from disttrain.data.sampler import (
     BatchSampler,
     RandomSampler,
@@ -24,7 +24,7 @@ from disttrain.data.sampler import (
     SequentialSampler,
     resolve_generator,
 )
-from disttrain.data.worker import WorkerPool, gather
+from disttrain.data.worker import WorkerPool, gather, next_batch
 from disttrain.tensor import Tensor
 
 
@@ -115,6 +115,15 @@ def _check_workers(num_workers, prefetch_factor, persistent_workers, timeout,
     return prefetch_factor
 
 
+def _check_iterable(shuffle, sampler, batch_sampler) -> None:
+    """torch's checks for an IterableDataset: it has no indices to sample or shuffle."""
+    for name, value, unset in (("shuffle", shuffle, (None, False)), ("sampler", sampler, (None,)),
+                               ("batch_sampler", batch_sampler, (None,))):
+        if all(value is not u for u in unset):
+            raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} "
+                             f"option, but got {name}={value!r}")
+
+
 class DataLoader:
     """Iterates over a dataset in batches, optionally shuffled, as torch.utils.data.DataLoader.
 
@@ -136,6 +145,9 @@ class DataLoader:
     `get_worker_info()` describes it; an exception in a worker is re-raised in the main thread
     with the worker and the sample index; leaving the loop early (`break`) stops the workers,
     unless `persistent_workers` keeps them for the next epoch.
+
+    An IterableDataset is batched in the order it yields (no sampler, no shuffle); with
+    workers each one iterates the dataset itself and their batches alternate, as in torch.
 
     Args:
         dataset: the dataset to load from.
@@ -177,9 +189,12 @@ class DataLoader:
                  prefetch_factor: int | None = None, persistent_workers: bool = False,
                  pin_memory_device: str = "", in_order: bool = True,
                  seed: int | None = None) -> None:
-        shuffle = bool(shuffle)
         self.prefetch_factor = _check_workers(num_workers, prefetch_factor, persistent_workers,
                                               timeout, multiprocessing_context)
+        self._iterable = isinstance(dataset, IterableDataset)
+        if self._iterable:
+            _check_iterable(shuffle, sampler, batch_sampler)
+        shuffle = bool(shuffle)
         self._check_sampling(batch_size, shuffle, sampler, batch_sampler, drop_last)
         if seed is not None and generator is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
@@ -199,14 +214,12 @@ class DataLoader:
         else:
             self._seed = 0
         self._shuffle = shuffle
-        if sampler is None:
+        if sampler is None and not self._iterable:
             sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         self.sampler = sampler
-        if batch_sampler is None:
+        if batch_sampler is None and not self._iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-            self.batch_size = batch_size
-        else:
-            self.batch_size = None
+        self.batch_size = batch_size if batch_sampler is None or self._iterable else None
         self.batch_sampler = batch_sampler
         self._next_epoch, self._epoch, self._yielded, self._in_epoch = 0, 0, 0, False
         self._resume_batches, self._pool = 0, None
@@ -226,6 +239,9 @@ class DataLoader:
                              "supported; pass a positive int")
 
     def __len__(self) -> int:
+        if self._iterable:  # NOTE: as torch: from the dataset's __len__ (TypeError without)
+            length, size = len(self.dataset), self.batch_size
+            return length // size if self.drop_last else -(-length // size)
         return len(self.batch_sampler)
 
     def __iter__(self) -> Iterator:
@@ -237,13 +253,24 @@ class DataLoader:
         self._epoch, self._yielded, self._in_epoch = epoch, skip, True
         if self._shuffle:  # NOTE: reseed per epoch so any epoch's order can be rebuilt
             self.sampler.generator = np.random.default_rng(self._seed + epoch)
-        index_batches = itertools.islice(iter(self.batch_sampler), skip, None)
-        source = _array_source(self.dataset) if self.collate_fn is default_collate else None
-        if self.num_workers == 0:
-            batches = (self._load(source, indices) for indices in index_batches)
+        if self._iterable:
+            tasks, source = itertools.repeat(None), None
         else:
-            batches = self._worker_batches(index_batches, source, epoch)
-        return self._iterate(batches)
+            tasks = itertools.islice(iter(self.batch_sampler), skip, None)
+            source = _array_source(self.dataset) if self.collate_fn is default_collate else None
+        if self.num_workers > 0:
+            batches = self._worker_batches(tasks, source, epoch)
+        elif self._iterable:
+            batches = self._stream_batches()
+        else:
+            batches = (self._load(source, indices) for indices in tasks)
+        return self._iterate(batches, skip if self._iterable else 0)
+
+    def _stream_batches(self) -> Iterator:
+        iterator = iter(self.dataset)
+        while (batch := next_batch(iterator, self.batch_size, self.drop_last,
+                                   self.collate_fn)) is not None:
+            yield batch
 
     def _load(self, source: tuple | None, indices) -> object:
         if source is not None:
@@ -258,7 +285,7 @@ class DataLoader:
                 1, np.uint64)[0])
             pool = WorkerPool(self.dataset, self.collate_fn, self.num_workers,
                               self.prefetch_factor * self.num_workers, self.worker_init_fn,
-                              base_seed, self.timeout)
+                              base_seed, self.timeout, self.batch_size, self.drop_last)
             if self.persistent_workers:
                 self._pool = pool
                 weakref.finalize(self, pool.shutdown)
@@ -268,8 +295,10 @@ class DataLoader:
             if not self.persistent_workers:
                 pool.shutdown()
 
-    def _iterate(self, batches: Iterator) -> Iterator:
+    def _iterate(self, batches: Iterator, skip: int) -> Iterator:
         try:
+            for _ in itertools.islice(batches, skip):  # NOTE: a stream resumes by re-reading
+                pass
             for batch in batches:
                 self._yielded += 1
                 yield batch

@@ -12,6 +12,7 @@ serialised by the GIL. Imports numpy and disttrain.tensor only.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import queue
 import threading
 import traceback
@@ -88,16 +89,32 @@ class _Failure:
         raise error from self.error
 
 
-class WorkerPool:
-    """`num_workers` threads loading batches; `run` yields them in sampler order.
+def next_batch(iterator: Iterator, batch_size: int, drop_last: bool, collate_fn: Callable):
+    """The next collated batch of an iterable-style dataset's iterator, or None at its end."""
+    samples = list(itertools.islice(iterator, batch_size))
+    if not samples or (drop_last and len(samples) < batch_size):
+        return None
+    return collate_fn(samples)
 
-    Batch i goes to worker i % num_workers; at most `prefetch` batches are in flight. Each
-    `run` is a generation: tasks and results of an abandoned earlier run are dropped.
+
+_EXHAUSTED = object()  # a worker's iterable-style stream has ended
+
+
+class WorkerPool:
+    """`num_workers` threads loading batches; `run` yields them in task order.
+
+    A task is a list of indices (map-style) or None: "the next batch of your own
+    `iter(dataset)`" (iterable-style; each worker iterates the dataset itself, as in torch).
+    Tasks go round-robin to the workers whose stream has not ended (batch i to worker
+    i % num_workers for map-style); at most `prefetch` tasks are in flight. Each `run` is a
+    generation: tasks and results of an abandoned earlier run are dropped.
     """
 
     def __init__(self, dataset, collate_fn: Callable, num_workers: int, prefetch: int,
-                 worker_init_fn: Callable | None, base_seed: int, timeout: float) -> None:
+                 worker_init_fn: Callable | None, base_seed: int, timeout: float,
+                 batch_size: int | None = None, drop_last: bool = False) -> None:
         self._dataset, self._collate_fn, self._source = dataset, collate_fn, None
+        self._batch_size, self._drop_last = batch_size, drop_last
         self._prefetch, self._timeout = max(prefetch, 1), timeout
         self._generation = 0
         self._tasks = [queue.SimpleQueue() for _ in range(num_workers)]
@@ -111,7 +128,7 @@ class WorkerPool:
             self._threads.append(thread)
 
     def _loop(self, info: WorkerInfo, worker_init_fn: Callable | None) -> None:
-        _local.info, init_failure = info, None
+        _local.info, init_failure, stream = info, None, {}
         if worker_init_fn is not None:
             try:
                 worker_init_fn(info.id)
@@ -121,7 +138,12 @@ class WorkerPool:
             generation, batch_index, indices = task
             if generation != self._generation:
                 continue  # NOTE: left over from an abandoned epoch (a `break`): skip it
-            result = init_failure or self._load(info.id, indices)
+            if init_failure is not None:
+                result = init_failure
+            elif indices is None:
+                result = self._next(info.id, stream, generation)
+            else:
+                result = self._load(info.id, indices)
             self._results.put((generation, batch_index, result))
 
     def _load(self, worker_id: int, indices):
@@ -139,31 +161,46 @@ class WorkerPool:
                     else f"the batch of sample indices {list(indices)}")
             return _Failure(e, f"in DataLoader worker {worker_id} while loading {what}")
 
-    def run(self, index_batches: Iterator, source: tuple | None) -> Iterator:
-        """Yields the batches of `index_batches` in order, loaded by the workers."""
+    def _next(self, worker_id: int, stream: dict, generation: int):
+        try:
+            if stream.get("generation") != generation:  # NOTE: a new epoch: a new iterator
+                stream.update(generation=generation, iterator=iter(self._dataset))
+            batch = next_batch(stream["iterator"], self._batch_size, self._drop_last,
+                               self._collate_fn)
+        except BaseException as e:  # NOTE: as in worker_init_fn
+            return _Failure(e, f"in DataLoader worker {worker_id} while iterating the dataset")
+        return _EXHAUSTED if batch is None else batch
+
+    def run(self, tasks: Iterator, source: tuple | None) -> Iterator:
+        """Yields the batches of `tasks` (index lists, or None each) in order."""
         self._generation += 1
         generation, self._source = self._generation, source
-        batches, received = enumerate(index_batches), {}
+        active, owners, received = list(range(len(self._tasks))), {}, {}
+        counter = itertools.count()
 
         def put() -> bool:
-            item = next(batches, None)
-            if item is not None:
-                self._tasks[item[0] % len(self._tasks)].put((generation, *item))
-            return item is not None
+            task = next(tasks, _EXHAUSTED) if active else _EXHAUSTED
+            if task is not _EXHAUSTED:
+                batch_index = next(counter)
+                owners[batch_index] = active[batch_index % len(active)]
+                self._tasks[owners[batch_index]].put((generation, batch_index, task))
+            return task is not _EXHAUSTED
 
-        in_flight = sum(put() for _ in range(self._prefetch))
-        next_index = 0
+        in_flight, next_index = sum(put() for _ in range(self._prefetch)), 0
         while in_flight:
             while next_index not in received:
                 got_generation, batch_index, result = self._get()
                 if got_generation == generation:
                     received[batch_index] = result
-            result = received.pop(next_index)
+            result, owner = received.pop(next_index), owners.pop(next_index)
             next_index, in_flight = next_index + 1, in_flight - 1
             if isinstance(result, _Failure):
                 result.reraise()
+            if result is _EXHAUSTED and owner in active:
+                active.remove(owner)
             in_flight += put()
-            yield result
+            if result is not _EXHAUSTED:
+                yield result
 
     def _get(self):
         try:

@@ -8,7 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from disttrain.data import DataLoader, Dataset, TensorDataset, transforms
+from disttrain.data import (
+    ChainDataset,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    TensorDataset,
+    transforms,
+)
 from disttrain.data.sampler import DistributedSampler
 from disttrain.utils.data import get_worker_info
 
@@ -234,3 +241,88 @@ def test_pin_memory_warns_without_accelerator_as_torch():
     with pytest.warns(UserWarning, match="'pin_memory' argument is set as true but no "
                                          "accelerator is found"):
         assert batches_of(loader) == [[0, 1], [2, 3]]
+
+
+# ---------------------------------------------------------------- iterable-style datasets
+class Stream(IterableDataset):
+    """0..n-1; with shard=True each worker yields its share (torch's get_worker_info idiom)."""
+
+    def __init__(self, n: int, shard: bool = False, fail_at: int | None = None,
+                 has_len: bool = True) -> None:
+        self.n, self.shard, self.fail_at, self.has_len = n, shard, fail_at, has_len
+
+    def __iter__(self):
+        info = get_worker_info()
+        start, step = (info.id, info.num_workers) if self.shard and info else (0, 1)
+        for i in range(start, self.n, step):
+            if i == self.fail_at:
+                raise ValueError(f"stream broke at {i}")
+            yield np.float32(i), i
+
+    def __len__(self) -> int:
+        if not self.has_len:
+            raise TypeError("Stream has no len()")
+        return self.n
+
+
+def test_iterable_dataset_main_thread_batches_and_len():
+    assert batches_of(DataLoader(Stream(7), batch_size=3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert batches_of(DataLoader(Stream(7), batch_size=3, drop_last=True)) == [[0, 1, 2],
+                                                                               [3, 4, 5]]
+    assert len(DataLoader(Stream(7), batch_size=3)) == 3
+    assert len(DataLoader(Stream(7), batch_size=3, drop_last=True)) == 2
+    with pytest.raises(TypeError, match="Stream has no len"):
+        len(DataLoader(Stream(7, has_len=False), batch_size=3))
+    chained = DataLoader(Stream(2) + Stream(3), batch_size=5)
+    assert batches_of(chained) == [[0, 1, 0, 1, 2]] and len(ChainDataset([Stream(2)])) == 2
+
+
+def test_iterable_dataset_sharded_workers_round_robin():
+    loader = DataLoader(Stream(10, shard=True), batch_size=2, num_workers=2)
+    # worker 0 streams 0, 2, 4, ...; worker 1 streams 1, 3, 5, ...; batches alternate, as torch
+    assert batches_of(loader) == [[0, 2], [1, 3], [4, 6], [5, 7], [8], [9]]
+    uneven = DataLoader(Stream(9, shard=True), batch_size=2, num_workers=3, drop_last=True)
+    assert batches_of(uneven) == [[0, 3], [1, 4], [2, 5]]  # each worker drops its own tail
+    assert live_workers() == []
+
+
+def test_iterable_dataset_unsharded_workers_replicate_the_stream_as_torch():
+    got = batches_of(DataLoader(Stream(3), batch_size=3, num_workers=2))
+    assert got == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_iterable_dataset_with_persistent_workers_restarts_each_epoch():
+    loader = DataLoader(Stream(6, shard=True), batch_size=2, num_workers=2,
+                        persistent_workers=True)
+    first = batches_of(loader)
+    for _ in loader:
+        break
+    assert batches_of(loader) == first == [[0, 2], [1, 3], [4], [5]]
+
+
+def test_iterable_dataset_errors():
+    for kwargs, name in [({"shuffle": True}, "shuffle"), ({"sampler": [0, 1]}, "sampler"),
+                         ({"batch_sampler": [[0]]}, "batch_sampler")]:
+        with pytest.raises(ValueError, match=f"DataLoader with IterableDataset: expected "
+                                             f"unspecified {name} option, but got {name}="):
+            DataLoader(Stream(4), **kwargs)
+    loader = DataLoader(Stream(8, shard=True, fail_at=5), batch_size=2, num_workers=2)
+    with pytest.raises(ValueError, match=r"Caught ValueError in DataLoader worker 1 while "
+                                         r"iterating the dataset(.|\n)*stream broke at 5"):
+        batches_of(loader)
+    with pytest.raises(TypeError, match=r"ChainDataset only supports IterableDataset, but "
+                                        r"datasets\[1\] is a TensorDataset"):
+        list(ChainDataset([Stream(1), TensorDataset(np.arange(2))]))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_iterable_dataset_state_dict_resume(num_workers):
+    loader = DataLoader(Stream(10, shard=True), batch_size=2, num_workers=num_workers)
+    full = batches_of(loader)
+    iterator = iter(loader)
+    taken = [next(iterator)[-1].array.tolist() for _ in range(2)]
+    state = loader.state_dict()
+    iterator.close()
+    resumed = DataLoader(Stream(10, shard=True), batch_size=2, num_workers=num_workers)
+    resumed.load_state_dict(state)
+    assert taken + batches_of(resumed) == full

@@ -6,10 +6,12 @@ Example:
 
 from disttrain.data import (  # noqa: F401
     BatchSampler,
+    ChainDataset,
     ConcatDataset,
     DataLoader,
     Dataset,
     DistributedSampler,
+    IterableDataset,
     RandomSampler,
     Sampler,
     SequentialSampler,
