@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
-    "functional", "launch", "nn", "ops", "optim", "random", "serialization", "utils",
+    "functional", "launch", "metrics", "nn", "ops", "optim", "random", "serialization", "utils",
     "tensor_functions", "accelerator", "backends", "multiprocessing",
 )  # fmt: skip
 # NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
