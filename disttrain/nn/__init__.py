@@ -27,9 +27,26 @@ from disttrain.nn.layers import (
     Tanh,
     Unflatten,
 )
-from disttrain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
+from disttrain.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from disttrain.nn.module import Module, Parameter
 from disttrain.nn.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from disttrain.nn.pooling import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 from disttrain.nn.rnn import GRU, LSTM, RNN, RNNBase
 from disttrain.nn.rnn_cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from disttrain.nn.transformer import (
@@ -52,4 +69,7 @@ __all__ = [
     "TransformerDecoder", "Transformer",
     "SiLU", "ELU", "Softplus", "Hardtanh", "ReLU6", "Softmin", "Dropout1d", "Dropout2d",
     "GroupNorm",
+    "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss", "KLDivLoss",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "UpsamplingNearest2d",
+    "UpsamplingBilinear2d",
 ]

@@ -31,14 +31,25 @@ from disttrain.functional import (  # noqa: F401
 from disttrain.functional_attention import scaled_dot_product_attention  # noqa: F401
 from disttrain.functional_conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401
 from disttrain.functional_loss import (  # noqa: F401
+    binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
     mse_loss,
     nll_loss,
+    smooth_l1_loss,
 )
 from disttrain.functional_norm import (  # noqa: F401
     batch_norm,
     group_norm,
     layer_norm,
     normalize,
+)
+from disttrain.functional_resample import (  # noqa: F401
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    interpolate,
+    pad,
 )

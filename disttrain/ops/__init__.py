@@ -10,6 +10,7 @@ backend only: never disttrain.tensor (no import cycle).
 
 from disttrain.ops.attention import Softmax
 from disttrain.ops.conv import AvgPool2d, Conv2d, MaxPool2d
+from disttrain.ops.conv_transpose import ConvTranspose2d
 from disttrain.ops.elementwise import (
     Abs,
     Add,
@@ -36,9 +37,11 @@ from disttrain.ops.elementwise import (
     ToDevice,
     Where,
 )
+from disttrain.ops.loss import BinaryCrossEntropy
 from disttrain.ops.movement import Cat, Expand, Gather, Index, Permute, Reshape
 from disttrain.ops.nn import CrossEntropy, Linear, LogSoftmax, MatMul, NLLLoss
 from disttrain.ops.reduce import Max, Sum
+from disttrain.ops.resample import AxisMap, ConstantPad
 
 __all__ = [
     "Abs", "Add", "AvgPool2d", "Cast", "Cat", "Clamp", "Clone", "Conv2d", "CrossEntropy", "Div",
@@ -46,4 +49,6 @@ __all__ = [
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
     "Softmax", "Maximum", "Minimum",
+    "ConvTranspose2d",
+    "BinaryCrossEntropy", "AxisMap", "ConstantPad",
 ]  # fmt: skip

@@ -172,6 +172,13 @@ PRIMITIVES = [
     case("cross_entropy_fused_weight_ignore", lambda x: F.cross_entropy(
         x, _c(x, TARGET_IGNORED), weight=_c(x, CLASS_WEIGHT), reduction="none"), (5, 4)),
     case("cross_entropy_fused_ncd", lambda x: F.cross_entropy(x, _c(x, TARGET_NCD)), (2, 4, 3)),
+    case("binary_cross_entropy", lambda x, t: F.binary_cross_entropy(x.sigmoid(), t.sigmoid()),
+         (3, 4), (3, 4)),
+    # ---- resampling (more cases in test_grad_losses_resample.py)
+    case("pad_constant_crop", lambda x: F.pad(x, (-1, 2, 1, 0), value=0.5), (2, 3, 4)),
+    case("pad_reflect", lambda x: F.pad(x, (2, 1, 1, 2), mode="reflect"), (1, 2, 3, 4)),
+    case("interpolate_bilinear", lambda x: F.interpolate(x, size=(5, 3), mode="bilinear"),
+         (1, 2, 3, 4)),
     # ---- convolution and pooling
     case("conv2d", lambda x, w, b: F.conv2d(x, w, b), (2, 3, 6, 6), (4, 3, 3, 3), (4,)),
     case("conv2d_no_bias", lambda x, w: F.conv2d(x, w), (2, 3, 6, 6), (4, 3, 3, 3)),
