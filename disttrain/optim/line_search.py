@@ -85,7 +85,27 @@ class _StrongWolfe:
 
 def strong_wolfe(obj_func: Callable, x, t, d, f, g, gtd, c1: float = 1e-4, c2: float = 0.9,
                  tolerance_change: float = 1e-9, max_ls: int = 25):
-    """torch's `_strong_wolfe`: (loss, flat gradient, step t, function evaluations)."""
+    """torch's `_strong_wolfe`: a step t along d satisfying the strong Wolfe conditions.
+
+    Args:
+        obj_func: `obj_func(x, t, d) -> (loss, flat gradient)` at x + t d (x left unchanged).
+        x: the starting point, passed through to `obj_func`.
+        t: the first trial step.
+        d: the search direction (flat array); f, g, gtd: loss, flat gradient and g.d at x.
+        c1, c2: the sufficient-decrease and curvature constants.
+        tolerance_change: stop once the bracket is shorter than this (scaled by max |d|).
+        max_ls: the most evaluations of `obj_func` after the first.
+
+    Returns:
+        (loss, flat gradient, t, number of evaluations), at the accepted step.
+
+    Example:
+        >>> import numpy
+        >>> quadratic = lambda x, t, d: (float(((x + t * d) ** 2).sum()), 2 * (x + t * d))
+        >>> x = numpy.array([1.0]); g = 2 * x
+        >>> float(strong_wolfe(quadratic, x, 1.0, -g, 1.0, g, g.dot(-g))[2])
+        0.5
+    """
     search = _StrongWolfe(obj_func, x, d, f, gtd, c1, c2)
     d_norm = abs(d).max()
     bracket, bracket_f, bracket_g, bracket_gtd, done, last = search.bracket(t, g.copy(), max_ls)
