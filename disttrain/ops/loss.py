@@ -3,6 +3,8 @@ probabilities (clamped logs, a gradient with its own epsilon)."""
 
 from __future__ import annotations
 
+import numpy
+
 from disttrain.autograd import Function
 from disttrain.backend import get_array_module
 
@@ -16,7 +18,7 @@ class BinaryCrossEntropy(Function):
     # would give NaN or 0 where torch gives a large finite gradient.
     def forward(self, x, target, *, weight=None):
         xp = get_array_module(x)
-        with xp.errstate(divide="ignore"):  # NOTE: log(0) = -inf is clamped just below
+        with numpy.errstate(divide="ignore"):  # NOTE: log(0) = -inf is clamped just below
             log_x, log_not_x = xp.log(x), xp.log1p(-x)
         loss = ((target - 1) * xp.maximum(log_not_x, _LOG_FLOOR)
                 - target * xp.maximum(log_x, _LOG_FLOOR))
