@@ -67,6 +67,11 @@ class IterableDataset(Dataset):
     def __iter__(self):
         raise NotImplementedError(f"{type(self).__name__} must implement __iter__")
 
+    def __len__(self) -> int:
+        # NOTE: TypeError (not Dataset's NotImplementedError): a stream may have no length,
+        # and list()/len() treat TypeError as exactly that
+        raise TypeError(f"object of type {type(self).__name__} has no len()")
+
     def __add__(self, other: IterableDataset) -> ChainDataset:
         return ChainDataset([self, other])
 

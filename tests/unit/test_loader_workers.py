@@ -326,3 +326,14 @@ def test_iterable_dataset_state_dict_resume(num_workers):
     resumed = DataLoader(Stream(10, shard=True), batch_size=2, num_workers=num_workers)
     resumed.load_state_dict(state)
     assert taken + batches_of(resumed) == full
+
+
+def test_iterable_dataset_without_len_works_with_list_and_loader():
+    class Bare(IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    assert list(Bare()) == [0, 1, 2] and list(ChainDataset([Bare(), Bare()])) == [0, 1, 2] * 2
+    with pytest.raises(TypeError, match="object of type Bare has no len"):
+        len(DataLoader(Bare(), batch_size=2))
+    assert [b.array.tolist() for b in DataLoader(Bare(), batch_size=2)] == [[0, 1], [2]]
