@@ -56,7 +56,8 @@ class SmoothL1Loss(_Loss):
     """Quadratic below `beta`, linear above, as torch.nn.SmoothL1Loss (see F.smooth_l1_loss).
 
     Example:
-        >>> nn.SmoothL1Loss(beta=0.5)(dt.zeros(2), dt.tensor([0.25, 2.0]))
+        >>> nn.SmoothL1Loss(beta=0.5)(dt.zeros(2), dt.tensor([0.25, 2.0])).item()
+        0.90625
     """
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean",
@@ -72,7 +73,8 @@ class HuberLoss(_Loss):
     """Quadratic below `delta`, delta-scaled linear above, as torch.nn.HuberLoss.
 
     Example:
-        >>> nn.HuberLoss(delta=2.0)(dt.zeros(2), dt.tensor([0.5, 3.0]))
+        >>> nn.HuberLoss(delta=2.0)(dt.zeros(2), dt.tensor([0.5, 3.0])).item()
+        2.0625
     """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
@@ -87,7 +89,7 @@ class NLLLoss(_WeightedLoss):
     """Negative log-likelihood of class indices given log-probabilities (N, C, ...).
 
     Example:
-        >>> nn.NLLLoss()(dt.randn(4, 10).log_softmax(1), dt.tensor([1, 0, 9, 3]))
+        >>> loss = nn.NLLLoss()(dt.randn(4, 10).log_softmax(1), dt.tensor([1, 0, 9, 3]))
     """
 
     def __init__(self, weight: Tensor | None = None, size_average=None,
@@ -122,7 +124,8 @@ class BCELoss(_WeightedLoss):
     """Binary cross-entropy of probabilities in [0, 1], as torch.nn.BCELoss.
 
     Example:
-        >>> nn.BCELoss()(dt.tensor([0.9, 0.2]), dt.tensor([1.0, 0.0]))
+        >>> round(nn.BCELoss()(dt.tensor([0.5, 0.5]), dt.tensor([1.0, 0.0])).item(), 4)
+        0.6931
     """
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -133,7 +136,7 @@ class BCEWithLogitsLoss(_Loss):
     """Sigmoid + binary cross-entropy, numerically stable; float targets in [0, 1].
 
     Example:
-        >>> nn.BCEWithLogitsLoss()(dt.randn(3), dt.tensor([1.0, 0.0, 1.0]))
+        >>> loss = nn.BCEWithLogitsLoss()(dt.randn(3), dt.tensor([1.0, 0.0, 1.0]))
     """
 
     def __init__(self, weight: Tensor | None = None, size_average=None, reduce=None,
@@ -152,8 +155,8 @@ class KLDivLoss(_Loss):
     """Kullback-Leibler divergence loss on log-probability inputs, as torch.nn.KLDivLoss.
 
     Example:
-        >>> nn.KLDivLoss(reduction="batchmean")(dt.randn(4, 5).log_softmax(1),
-        ...                                     dt.rand(4, 5).softmax(1))
+        >>> loss = nn.KLDivLoss(reduction="batchmean")(dt.randn(4, 5).log_softmax(1),
+        ...                                            dt.rand(4, 5).softmax(1))
     """
 
     _reductions = ("mean", "sum", "none", "batchmean")
