@@ -1,5 +1,6 @@
-"""conv2d, max_pool2d and avg_pool2d as torch.nn.functional has them: argument checks and
-output geometry here, the maths in the ops.conv primitives. Re-exported by disttrain.functional.
+"""conv1d, conv2d, conv_transpose2d, max_pool2d and avg_pool2d as torch.nn.functional has
+them: argument checks and output geometry here, the maths in the ops.conv and
+ops.conv_transpose primitives. Re-exported by disttrain.functional.
 """
 
 from __future__ import annotations
@@ -12,51 +13,159 @@ from disttrain.shapes import as_pair
 from disttrain.tensor import Tensor
 
 
-def _conv_pads(padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
+def _conv_pads(op, padding, kernel, dilation, stride) -> tuple[int, int, int, int]:
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding == "same":
         if stride != (1, 1):
-            raise ValueError(f"conv2d: padding='same' is not supported for strided "
+            raise ValueError(f"{op}: padding='same' is not supported for strided "
                              f"convolutions, got stride={stride}")
         totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
         return (totals[0] // 2, totals[0] - totals[0] // 2, totals[1] // 2,
                 totals[1] - totals[1] // 2)
-    ph, pw = as_pair(padding, "conv2d: padding")
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be 'valid', 'same' or ints, got {padding!r}")
+    ph, pw = as_pair(padding, f"{op}: padding")
     return (ph, ph, pw, pw)
+
+
+def _check_conv(op, input, weight, channels, groups, layout) -> None:
+    """Ranks, channel counts and dtypes; `channels` is how many input channels weight takes,
+    `layout` the (input, weight) shapes expected, for the message."""
+    if input.ndim != weight.ndim or input.ndim != layout[0].count(",") + 1:
+        raise ValueError(f"{op}: expected input {layout[0]} and weight {layout[1]}, got input "
+                         f"{input.shape} and weight {weight.shape}")
+    if groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive integer, got {groups}")
+    if input.shape[1] != channels:
+        raise ValueError(f"{op}: input has {input.shape[1]} channels but weight "
+                         f"{weight.shape} with groups={groups} expects {channels} (input "
+                         f"{input.shape})")
+    check_same_dtype(op, input, weight, "input", "weight")
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D cross-correlation, as torch.nn.functional.conv2d.
 
+    Args:
+        stride, dilation: an int or an (h, w) pair.
+        padding: an int, an (h, w) pair, 'valid' or 'same' (stride 1 only).
+        groups: splits the channels into independent groups.
+
     Shape: input (N, C, H, W) or (C, H, W), weight (O, C/groups, kh, kw) -> (N, O, OH, OW).
+
+    Example:
+        >>> F.conv2d(dt.ones(1, 2, 5, 5), dt.ones(3, 2, 3, 3), padding=1).shape
+        (1, 3, 5, 5)
     """
+    return _conv2d("conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d(op, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
     if input.ndim == 3:
-        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation,
-                      groups).squeeze(0)
-    if input.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (O, C/groups, kh, kw),"
-                         f" got input {input.shape} and weight {weight.shape}")
-    if input.shape[1] != weight.shape[1] * groups:
-        raise ValueError(f"conv2d: input has {input.shape[1]} channels but weight "
-                         f"{weight.shape} with groups={groups} expects "
-                         f"{weight.shape[1] * groups} (input {input.shape})")
+        return _conv2d(op, input.unsqueeze(0), weight, bias, stride, padding, dilation,
+                       groups).squeeze(0)
+    _check_conv(op, input, weight, weight.shape[1] * groups, groups,
+                ("(N, C, H, W)", "(O, C/groups, kh, kw)"))
     if weight.shape[0] % groups:
-        raise ValueError(f"conv2d: out_channels={weight.shape[0]} is not divisible by "
+        raise ValueError(f"{op}: out_channels={weight.shape[0]} is not divisible by "
                          f"groups={groups}")
-    check_same_dtype("conv2d", input, weight, "input", "weight")
-    stride, dilation = as_pair(stride, "conv2d: stride"), as_pair(dilation, "conv2d: dilation")
+    stride, dilation = as_pair(stride, f"{op}: stride"), as_pair(dilation, f"{op}: dilation")
     kernel = weight.shape[2:]
-    pads = _conv_pads(padding, kernel, dilation, stride)
+    pads = _conv_pads(op, padding, kernel, dilation, stride)
     out_hw = tuple((size + lo + hi - d * (k - 1) - 1) // s + 1 for size, lo, hi, d, k, s in zip(
         input.shape[2:], pads[::2], pads[1::2], dilation, kernel, stride))
     if min(out_hw) <= 0:
-        raise ValueError(f"conv2d: output size {out_hw} is too small (input {input.shape}, "
+        raise ValueError(f"{op}: output size {out_hw} is too small (input {input.shape}, "
                          f"kernel {kernel}, padding {padding}, dilation {dilation})")
     inputs = (input, weight) if bias is None else (input, weight, bias)
     return ops.Conv2d.apply(*inputs, stride=stride, pads=pads, dilation=dilation, groups=groups,
                             out_hw=out_hw)
+
+
+def _single(value, name: str) -> int:
+    """An int or a 1-sequence of ints (conv1d's stride, padding, dilation) as an int."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an int or a 1-tuple of ints, got {value!r}")
+    return value
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """1-D cross-correlation, as torch.nn.functional.conv1d (conv2d over a height of 1).
+
+    Args:
+        stride, dilation: an int or a 1-tuple.
+        padding: an int, a 1-tuple, 'valid' or 'same' (stride 1 only).
+        groups: splits the channels into independent groups.
+
+    Shape: input (N, C, L) or (C, L), weight (O, C/groups, k) -> (N, O, L_out) with
+    L_out = (L + 2 * padding - dilation * (k - 1) - 1) // stride + 1.
+
+    Example:
+        >>> F.conv1d(dt.ones(2, 4, 10), dt.ones(6, 4, 3), stride=2).shape
+        (2, 6, 4)
+    """
+    if input.ndim == 2:
+        return conv1d(input.unsqueeze(0), weight, bias, stride, padding, dilation,
+                      groups).squeeze(0)
+    _check_conv("conv1d", input, weight, weight.shape[1] * groups if weight.ndim == 3 else -1,
+                groups, ("(N, C, L)", "(O, C/groups, k)"))
+    stride = (1, _single(stride, "conv1d: stride"))
+    dilation = (1, _single(dilation, "conv1d: dilation"))
+    if not isinstance(padding, str):
+        padding = (0, _single(padding, "conv1d: padding"))
+    return _conv2d("conv1d", input.unsqueeze(2), weight.unsqueeze(2), bias, stride, padding,
+                   dilation, groups).squeeze(2)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """2-D transposed convolution (conv2d's gradient with respect to its input), as
+    torch.nn.functional.conv_transpose2d.
+
+    Args:
+        stride, padding, dilation: ints or (h, w) pairs; padding is the conv2d padding this
+            inverts (it crops the output).
+        output_padding: extra rows/columns on the bottom/right, below max(stride, dilation).
+        groups: splits the channels into independent groups.
+
+    Shape: input (N, C_in, H, W) or (C_in, H, W), weight (C_in, C_out/groups, kh, kw) ->
+    (N, C_out, OH, OW) with
+    OH = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1.
+
+    Example:
+        >>> F.conv_transpose2d(dt.ones(1, 4, 5, 5), dt.ones(4, 2, 3, 3), stride=2).shape
+        (1, 2, 11, 11)
+    """
+    op = "conv_transpose2d"
+    if input.ndim == 3:
+        return conv_transpose2d(input.unsqueeze(0), weight, bias, stride, padding,
+                                output_padding, groups, dilation).squeeze(0)
+    _check_conv(op, input, weight, weight.shape[0], groups,
+                ("(N, C_in, H, W)", "(C_in, C_out/groups, kh, kw)"))
+    if weight.shape[0] % groups:
+        raise ValueError(f"{op}: in_channels={weight.shape[0]} is not divisible by "
+                         f"groups={groups}")
+    stride, dilation = as_pair(stride, f"{op}: stride"), as_pair(dilation, f"{op}: dilation")
+    pad, extra = as_pair(padding, f"{op}: padding"), as_pair(output_padding,
+                                                             f"{op}: output_padding")
+    if any(e >= max(s, d) or e < 0 for e, s, d in zip(extra, stride, dilation)) or min(pad) < 0:
+        raise ValueError(f"{op}: output_padding must be smaller than either stride or dilation "
+                         f"and padding non-negative, got output_padding={extra}, stride="
+                         f"{stride}, dilation={dilation}, padding={pad}")
+    kernel = weight.shape[2:]
+    out_hw = tuple((size - 1) * s - 2 * p + d * (k - 1) + e + 1 for size, s, p, d, k, e in zip(
+        input.shape[2:], stride, pad, dilation, kernel, extra))
+    if min(out_hw) <= 0:
+        raise ValueError(f"{op}: output size {out_hw} is too small (input {input.shape}, "
+                         f"kernel {kernel}, stride {stride}, padding {pad})")
+    inputs = (input, weight) if bias is None else (input, weight, bias)
+    return ops.ConvTranspose2d.apply(*inputs, stride=stride, pads=(pad[0], pad[0], pad[1],
+                                     pad[1]), dilation=dilation, groups=groups, out_hw=out_hw)
 
 
 def _pool_geometry(op, input, kernel_size, stride, padding, dilation, ceil_mode):

@@ -5,7 +5,7 @@
 from disttrain.nn import functional, init, parallel, utils
 from disttrain.nn.activation import ELU, Hardtanh, ReLU6, SiLU, Softplus
 from disttrain.nn.attention import MultiheadAttention
-from disttrain.nn.conv import AvgPool2d, Conv2d, MaxPool2d
+from disttrain.nn.conv import AvgPool2d, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d
 from disttrain.nn.layers import (
     GELU,
     Dropout,
@@ -59,6 +59,7 @@ from disttrain.nn.transformer import (
 
 __all__ = [
     "parallel",
+    "Conv1d", "ConvTranspose2d",
     "functional", "init", "utils", "Module", "Parameter", "Identity", "Linear", "Conv2d",
     "MaxPool2d", "AvgPool2d", "Flatten", "Unflatten", "Dropout", "ReLU", "LeakyReLU", "Sigmoid",
     "Tanh", "GELU", "Softmax", "LogSoftmax", "Embedding", "Sequential", "ModuleList",

@@ -29,7 +29,13 @@ from disttrain.functional import (  # noqa: F401
     tanh,
 )
 from disttrain.functional_attention import scaled_dot_product_attention  # noqa: F401
-from disttrain.functional_conv import avg_pool2d, conv2d, max_pool2d  # noqa: F401
+from disttrain.functional_conv import (  # noqa: F401
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose2d,
+    max_pool2d,
+)
 from disttrain.functional_loss import (  # noqa: F401
     binary_cross_entropy,
     binary_cross_entropy_with_logits,

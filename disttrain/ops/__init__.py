@@ -11,6 +11,7 @@ backend only: never disttrain.tensor (no import cycle).
 from disttrain.ops.attention import Softmax
 from disttrain.ops.conv import AvgPool2d, Conv2d, MaxPool2d
 from disttrain.ops.conv_transpose import ConvTranspose2d
+from disttrain.ops.conv_transpose import ConvTranspose2d
 from disttrain.ops.elementwise import (
     Abs,
     Add,
@@ -49,6 +50,7 @@ __all__ = [
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
     "Softmax", "Maximum", "Minimum",
+    "ConvTranspose2d",
     "ConvTranspose2d",
     "BinaryCrossEntropy", "AxisMap", "ConstantPad",
 ]  # fmt: skip

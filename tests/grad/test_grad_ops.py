@@ -197,6 +197,15 @@ PRIMITIVES = [
     case("conv2d_constant_input", lambda w, b: F.conv2d(_c(w, X_1145), w, b, padding=1),
          (2, 1, 2, 3), (2,)),
     case("conv2d_unbatched", lambda x, w: F.conv2d(x, w), (2, 5, 5), (3, 2, 2, 2)),
+    case("conv2d_channels_last_groups", lambda x, w, b: F.conv2d(
+        x.permute(0, 2, 3, 1).reshape(24, 25, 3).reshape(24, 5, 5, 3).permute(0, 3, 1, 2), w, b,
+        padding=1, groups=3), (24, 3, 5, 5), (6, 1, 3, 3), (6,)),
+    case("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1), (2, 3, 7), (4, 3, 3),
+         (4,)),
+    case("conv_transpose2d", lambda x, w, b: F.conv_transpose2d(
+        x, w, b, stride=2, padding=1, output_padding=1), (2, 4, 4, 4), (4, 3, 3, 3), (3,)),
+    case("conv_transpose2d_groups_dilation", lambda x, w: F.conv_transpose2d(
+        x, w, groups=2, dilation=2), (1, 4, 3, 3), (4, 2, 2, 2)),
     case("max_pool2d", lambda x: F.max_pool2d(x, 2), (2, 3, 6, 6), domain="distinct"),
     case("max_pool2d_overlap", lambda x: F.max_pool2d(x, 3, stride=2), (2, 2, 7, 7),
          domain="distinct"),
