@@ -154,6 +154,8 @@ def _check_interpolate(input, mode, align_corners, antialias) -> bool:
                                   f"has {_MODES}")
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported by disttrain")
+    if mode != "nearest":
+        _check_float(f"interpolate(mode={mode!r})", input)
     wanted = {"linear": (3,), "bilinear": (4,), "area": (4,)}.get(mode, (3, 4))
     if input.ndim not in wanted:
         raise NotImplementedError(f"interpolate: got {input.ndim}D input, but mode {mode!r} "
@@ -235,7 +237,14 @@ def _linear_source(n_in, n_out, scale, align_corners, dtype):
 # ---- adaptive pooling
 
 
+def _check_float(op: str, input: Tensor) -> None:
+    if input.dtype.kind != "f":
+        raise NotImplementedError(f"{op}: not implemented for dtype {input.dtype} (as in torch);"
+                                  f" convert the input with .float()")
+
+
 def _adaptive_geometry(op: str, input: Tensor, output_size) -> tuple[int, int]:
+    _check_float(op, input)
     if input.ndim not in (3, 4) or 0 in input.shape[-2:]:
         raise ValueError(f"{op}: expected a 3-D or 4-D input (N, C, H, W) with non-zero H and "
                          f"W, got shape {input.shape}")
