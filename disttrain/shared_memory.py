@@ -1,6 +1,7 @@
 """Arrays in shared memory for Tensor.share_memory_ / Module.share_memory: host arrays backed
 by an anonymous shared mapping (mmap MAP_SHARED | MAP_ANONYMOUS), which processes forked
-afterwards see and update in place (Hogwild-style training). Imports numpy only."""
+afterwards see and update in place (Hogwild-style training); multiprocessing's pickler
+refuses to copy them elsewhere. Imports numpy and the standard library only."""
 
 from __future__ import annotations
 
@@ -24,3 +25,24 @@ def is_shared_array(array) -> bool:
     while isinstance(base, numpy.ndarray):
         base = base.base
     return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+def refuse_pickling_shared(cls: type) -> None:
+    """Makes multiprocessing's pickler (the arguments of a "spawn"/"forkserver" Process, every
+    Queue) raise for instances of `cls` whose array is in shared memory: the receiver would
+    get a private copy where the sender expects shared storage."""
+    from multiprocessing.reduction import ForkingPickler  # NOTE: only share_memory_ pays
+
+    ForkingPickler.register(cls, _reduce_unless_shared)
+
+
+def _reduce_unless_shared(tensor):
+    if is_shared_array(tensor.array):
+        raise RuntimeError(
+            f"{type(tensor).__name__} in shared memory (share_memory_) pickled for another "
+            "process: it is shared only with processes forked after share_memory(), and a "
+            "'spawn'/'forkserver' process or a Queue would receive a private copy; start the "
+            "processes with the 'fork' start method (multiprocessing.get_context('fork'))")
+    # NOTE: protocol 2's reduction (copyreg.__newobj__ + slots and __dict__ state) is what
+    # the pickler does for a Tensor it has no reducer for; disttrain itself never pickles
+    return tensor.__reduce_ex__(2)

@@ -13,7 +13,7 @@ from disttrain import backend
 from disttrain import random as _random
 from disttrain.backend import get_array_module
 from disttrain.shapes import shape_arg
-from disttrain.shared_memory import is_shared_array, share_array
+from disttrain.shared_memory import is_shared_array, refuse_pickling_shared, share_array
 
 if TYPE_CHECKING:
     from disttrain.tensor import Tensor
@@ -95,9 +95,11 @@ class StorageMethods:
     def share_memory_(self) -> Tensor:
         """Moves this host tensor's storage to shared memory, so that processes forked
         afterwards see its in-place updates (optimizer steps, `copy_`, `load_state_dict`) and
-        it sees theirs. GPU tensors are left as they are (as torch). A spawned process gets a
-        copy: dt.multiprocessing.spawn refuses to send one."""
+        it sees theirs. GPU tensors are left as they are (as torch). A "spawn"/"forkserver"
+        process or a Queue would get a copy, so multiprocessing's pickler refuses to send
+        one (RuntimeError)."""
         if not backend.is_cupy_array(self.array) and not is_shared_array(self.array):
+            refuse_pickling_shared(type(self))
             self.array = share_array(self.array)
         return self
 

@@ -247,7 +247,7 @@ class Module:
         multiprocessing's fork start) train the same weights, Hogwild-style: their in-place
         updates (optimizer steps) show in this process and each other's. GPU tensors stay as
         they are. A "spawn"/"forkserver" process would receive copies instead, so
-        dt.multiprocessing.spawn refuses to send a shared module there.
+        multiprocessing's pickler (and dt.multiprocessing.spawn) refuses to send them there.
 
         Example:
             >>> model = nn.Linear(4, 2).share_memory()

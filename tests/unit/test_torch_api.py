@@ -297,3 +297,16 @@ def test_sorting_0d_and_topk_namedtuple():
     result = dt.tensor([1.0, 5.0, 3.0]).topk(2)
     assert type(result).__name__ == "topk" and result.indices.tolist() == [1, 2]
     assert type(dt.sort(dt.ones(2))).__name__ == "sort"
+
+
+def test_multiprocessing_pickler_refuses_shared_tensors_but_not_others():
+    from multiprocessing.reduction import ForkingPickler
+
+    plain, shared = nn.Parameter(dt.ones(2)), nn.Parameter(dt.ones(2))
+    shared.share_memory_()
+    copy = pickle.loads(ForkingPickler.dumps(plain))
+    assert copy.tolist() == [1.0, 1.0] and copy.requires_grad and isinstance(copy, nn.Parameter)
+    with pytest.raises(RuntimeError, match=r"Parameter in shared memory \(share_memory_\) "
+                                           r"pickled for another process.*'fork'"):
+        ForkingPickler.dumps(shared)
+    assert pickle.loads(pickle.dumps(shared)).tolist() == [1.0, 1.0]  # plain pickle: a copy
