@@ -110,7 +110,10 @@ class ReductionMethods:
             return xp.zeros((), dtype=int64)
         if descending:  # NOTE: a stable sort of -x keeps equal elements in index order
             array = -(array.astype(int64) if array.dtype.kind in "bu" else array)
-        return xp.argsort(array, axis=axis, kind="stable").astype(int64, copy=False)
+        # NOTE: cupy's argsort is always stable (and older cupy takes no `kind`)
+        order = xp.argsort(array, axis=axis, kind="stable") if xp is numpy else \
+            xp.argsort(array, axis=axis)
+        return order.astype(int64, copy=False)
 
     def _take(self, axis: int, indices) -> Tensor:
         if self.ndim == 0:
