@@ -2,6 +2,8 @@
 all_reduce, broadcast, reduce, all_gather(_into_tensor), reduce_scatter(_tensor), gather,
 scatter, barrier; ReduceOp and Work.
 
+`group` is None (the world), dist.group.WORLD, or any Communicator (e.g. from `comm.split`);
+src/dst are ranks in that group (torch: global ranks; the same for the world).
 Every call checks its arguments on the calling rank (TypeError / ValueError naming the call,
 the argument, expected and actual values, and the rank) before its collective.
 NOTE: the checks are local, not collective (that would double every call's latency): when one

@@ -174,7 +174,7 @@ def get_rank(group=None) -> int:
     Args:
         group: None, dist.group.WORLD or a Communicator (e.g. from `comm.split`).
     """
-    return group.rank if isinstance(group, Communicator) else init().rank
+    return _group_or_world("get_rank", group).rank
 
 
 def get_world_size(group=None) -> int:
@@ -183,7 +183,13 @@ def get_world_size(group=None) -> int:
     Args:
         group: None, dist.group.WORLD or a Communicator.
     """
-    return group.size if isinstance(group, Communicator) else init().size
+    return _group_or_world("get_world_size", group).size
+
+
+def _group_or_world(what: str, group) -> Communicator:
+    if group is None:
+        return init()
+    return world_comm(what, group)
 
 
 # ---------------------------------------------------------------- checks of the calls

@@ -160,3 +160,4 @@ def test_model_that_differs_between_ranks_raises_on_every_rank(group):
         DDP(nn.Linear(4, 3 + comm.rank % 2))
     assert str(error.value).startswith(f"DistributedDataParallel (rank {comm.rank}): the model "
                                        "differs between ranks")
+

@@ -135,3 +135,12 @@ def test_nn_parallel_names_ddp_without_importing_distributed():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_group_must_be_none_world_or_a_communicator():
+    for call in (dist.get_rank, dist.get_world_size):
+        with pytest.raises(TypeError, match=rf"{call.__name__}: group must be None, "
+                                            r"dist.group.WORLD or a Communicator, got str"):
+            call("world")
+    with pytest.raises(TypeError, match=r"all_reduce: group must be None, .* got int"):
+        dist.all_reduce(dt.ones(1), group=0)
