@@ -98,9 +98,9 @@ def image_chunks(x_cl, cols_per_image: int) -> list:
 CHUNK_BYTES = 2 << 20
 
 
-def conv_forward(x_cl, rows, kernel, stride, dilation, out_hw):
+def conv_forward(x_cl, rows, kernel, stride, dilation, out_hw, bias=None):
     """The (N*OH*OW, O) cross-correlation of a padded (N, H', W', C) input with weight rows
-    (G, O/G, K), chunk by chunk."""
+    (G, O/G, K), plus bias (added while each chunk is in cache), chunk by chunk."""
     xp = get_array_module(x_cl)
     groups, og, k = rows.shape
     m = out_hw[0] * out_hw[1]
@@ -113,6 +113,8 @@ def conv_forward(x_cl, rows, kernel, stride, dilation, out_hw):
         else:
             out.reshape(len(out), groups, og)[...] = xp.matmul(
                 cols.transpose(1, 0, 2), rows.transpose(0, 2, 1)).transpose(1, 0, 2)
+        if bias is not None:
+            out += bias
     return y
 
 
@@ -169,14 +171,12 @@ def crop_channels_last(a_cl, pads):
 
 class Conv2d(Function):
     # NOTE: a primitive for speed: im2col + GEMM, a few images at a time (conv_forward,
-    # conv_backward). Outputs are channels-last in memory (the GEMM's (N*OH*OW, O) result,
-    # viewed as NCHW), which is also the layout im2col reads fastest.
+    # conv_weight_grad, conv_input_grad). Outputs are channels-last in memory (the GEMM's
+    # (N*OH*OW, O) result, viewed as NCHW), which is also the layout im2col reads fastest.
     def forward(self, x, weight, bias=None, *, stride, pads, dilation, groups, out_hw):
         x_cl = pad_channels_last(x, pads)
         y = conv_forward(x_cl, weight_rows(weight, groups), weight.shape[2:], stride, dilation,
-                         out_hw)
-        if bias is not None:
-            y += bias
+                         out_hw, bias)
         self.save(x_cl, weight, pads, stride, dilation, groups, out_hw)
         return y.reshape(x.shape[0], *out_hw, -1).transpose(0, 3, 1, 2)
 
