@@ -125,9 +125,9 @@ def _describe(value) -> str:
 
 
 class _Default:
-    # NOTE: seeded from OS entropy (torch starts from a fixed seed); dt.manual_seed fixes it.
+    # NOTE: DEFAULT_SEED, as torch's default generator: an unseeded script draws the same
+    # numbers on every run and on every rank (DDP scripts build identical data that way)
     generator = Generator()
-    generator.seed()
 
 
 def manual_seed(seed: int) -> Generator:

@@ -109,3 +109,14 @@ def test_accepted_wherever_generator_is_taken():
     assert sorted(first[2]) == list(range(10)) and sorted(first[3]) == list(range(10))
     for x, y in zip(first, second, strict=True):
         np.testing.assert_array_equal(getattr(x, "array", x), getattr(y, "array", y))
+
+
+def test_default_generator_starts_at_torchs_default_seed():
+    """As torch: an unseeded process draws the same numbers on every run (and every rank)."""
+    import subprocess
+    import sys
+
+    code = "import disttrain as dt; print(dt.initial_seed(), dt.rand(3).tolist())"
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith(f"{DEFAULT_SEED} ")
