@@ -9,7 +9,6 @@ from disttrain.ops.conv import (
     conv_forward,
     conv_input_grad,
     conv_weight_grad,
-    crop_channels_last,
     grouped_rows,
     pad_channels_last,
     weight_from_rows,
@@ -26,12 +25,10 @@ class ConvTranspose2d(Function):
         top, bottom, left, right = pads
         pad_shape = (n, out_hw[0] + top + bottom, out_hw[1] + left + right,
                      weight.shape[1] * groups)
-        x_g = grouped_rows(x, groups)  # (G, N*H*W, C_in/G)
-        y_pad = conv_input_grad(x_g, weight, pad_shape, stride, dilation, (h, w))
-        y = crop_channels_last(y_pad, pads)
+        y = conv_input_grad(x, weight, pad_shape, pads, stride, dilation, groups)
         if bias is not None:
             y = y + bias[:, None, None]
-        self.save(x_g, weight, pads, stride, dilation, groups, (h, w))
+        self.save(grouped_rows(x, groups), weight, pads, stride, dilation, groups, (h, w))
         return y
 
     def backward(self, grad):

@@ -74,6 +74,9 @@ OPS = [
         x, w, dilation=2, padding=1), (2, 3, 5, 5), (3, 2, 3, 3)),
     case("conv_transpose2d_dilation_output_padding", lambda m, x, w: m.F.conv_transpose2d(
         x, w, stride=1, dilation=3, output_padding=2), (1, 3, 4, 4), (3, 2, 2, 2)),
+    case("conv_transpose2d_shrinking_output_padding", lambda m, x, w, b: m.F.conv_transpose2d(
+        x, w, b, padding=3, dilation=2, output_padding=1, groups=2), (2, 4, 6, 7), (4, 3, 3, 3),
+         (6,)),
     case("conv_transpose2d_groups", lambda m, x, w, b: m.F.conv_transpose2d(
         x, w, b, stride=2, groups=2), (2, 4, 4, 4), (4, 3, 3, 3), (6,)),
     case("conv_transpose2d_depthwise", lambda m, x, w: m.F.conv_transpose2d(
