@@ -37,8 +37,8 @@ _FROM = {
     "disttrain.env": ("launched_with_mpi", "rank_env"),
 }  # fmt: skip
 _SUBMODULES = (
-    "buckets", "checkpoint", "collectives", "comm", "comm_hooks", "data_parallel", "ddp", "grid",
-    "p2p", "pipeline", "process_group", "reducer", "watchdog",
+    "algorithms", "buckets", "checkpoint", "collectives", "comm", "comm_hooks", "data_parallel",
+    "ddp", "grid", "p2p", "pipeline", "process_group", "reducer", "watchdog",
 )  # fmt: skip
 
 __getattr__, __dir__, __all__ = _attach(

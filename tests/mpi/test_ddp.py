@@ -92,13 +92,17 @@ def test_ddp_with_default_sampler_and_loader_equals_single_process(group):
 
 def test_no_sync_and_comm_hook(group):
     comm = group
+    from disttrain.distributed.algorithms.ddp_comm_hooks import default_hooks  # torch's path
+
     ddp = DDP(nn.Linear(3, 2))
-    ddp.register_comm_hook(None, comm_hooks.fp16_compress_hook)
+    ddp.register_comm_hook(None, default_hooks.fp16_compress_hook)
     with ddp.no_sync():
         (ddp(dt.ones(1, 3)).sum() * float(comm.rank + 1)).backward()
     local = ddp.module.bias.grad.numpy().copy()
     (ddp(dt.ones(1, 3)).sum() * float(comm.rank + 1)).backward()
     mean = (comm.size + 1) / 2
+    assert default_hooks.fp16_compress_hook is comm_hooks.fp16_compress_hook
+    assert default_hooks.allreduce_hook is comm_hooks.allreduce_hook
     numpy.testing.assert_array_equal(local, numpy.full(2, comm.rank + 1.0))
     numpy.testing.assert_allclose(ddp.module.bias.grad.numpy(), numpy.full(2, 2 * mean))
 
