@@ -333,3 +333,15 @@ def test_ranks_out_of_range_and_ops_for_the_wrong_dtype(comm):
     with pytest.raises(ValueError, match=rf"all_gather_object \(rank {rank}\): the object list "
                                          rf"must be a list of {size} entries"):
         dist.all_gather_object([], 1)
+
+
+def test_all_reduce_of_a_0d_loss(comm):
+    """The usual logging line: a scalar loss (0-d, from a graph) averaged over ranks."""
+    weight = dt.ones(3, requires_grad=True)
+    loss = (weight * float(comm.rank + 1)).sum()
+    dist.all_reduce(loss, op=R.AVG)
+    total = dt.zeros(1)
+    total += loss.detach()
+    dist.all_reduce(total)
+    assert loss.shape == () and f"{loss.item():.2f}" == f"{3 * (comm.size + 1) / 2:.2f}"
+    assert total.item() == pytest.approx(3 * comm.size * (comm.size + 1) / 2)
