@@ -9,6 +9,7 @@ import numpy
 import pytest
 from mpi_helpers import same_on_all_ranks
 
+import disttrain as dt
 import disttrain.distributed as dist
 
 DTYPES = [numpy.float32, numpy.float64, numpy.int64]
@@ -162,3 +163,42 @@ def test_rank_and_size(comm):
 def test_same_on_all_ranks_helper(comm):
     assert same_on_all_ranks(comm, numpy.arange(3.0))
     assert same_on_all_ranks(comm, numpy.arange(3.0) * comm.rank) == (comm.size == 1)
+
+
+def test_reduce_gather_scatter_on_arrays(comm):
+    root = comm.size - 1
+    x = numpy.full(3, comm.rank + 1, numpy.int64)
+    reduced = comm.reduce_(x, root=root, op="max")
+    gathered = comm.gather(numpy.full(2, comm.rank, numpy.float32), root=root)
+    chunks = numpy.arange(comm.size * 2, dtype=numpy.float64).reshape(comm.size, 2)
+    mine = comm.scatter_(numpy.zeros(2), chunks if comm.rank == root else None, root=root)
+    assert reduced is x
+    assert x.tolist() == [comm.size if comm.rank == root else comm.rank + 1] * 3
+    if comm.rank == root:
+        assert gathered.tolist() == [[r, r] for r in range(comm.size)]
+    else:
+        assert gathered is None
+    assert mine.tolist() == [2 * comm.rank, 2 * comm.rank + 1]
+
+
+@pytest.mark.mpi(min_size=2)
+def test_nonblocking_send_and_any_source_receive(comm):
+    right = (comm.rank + 1) % comm.size
+    incoming = numpy.zeros(4, numpy.int64)
+    receive = comm.irecv_(incoming, source=None, tag=9)
+    send = comm.isend(numpy.full(4, comm.rank, numpy.int64), dest=right, tag=9)
+    assert send.wait() is None
+    sender = receive.wait()
+    assert receive.test() and send.test() and receive.wait() == sender
+    assert sender == (comm.rank - 1) % comm.size
+    assert incoming.tolist() == [sender] * 4
+
+
+def test_allreduce_of_a_tensor_and_of_what_is_not_an_array(comm):
+    t = dt.full((2,), float(comm.rank))
+    assert comm.allreduce_(t) is t and t.tolist() == [sum(range(comm.size))] * 2
+    for value in (1.0, [1.0, 2.0], None):
+        with pytest.raises(TypeError, match=rf"allreduce_ \(rank {comm.rank}\): expected a "
+                                            rf"disttrain Tensor or a numpy/cupy array, got "
+                                            rf"{type(value).__name__}"):
+            comm.allreduce_(value)
