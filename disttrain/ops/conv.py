@@ -47,18 +47,27 @@ def pad_channels_last(x, pads):
 
 
 def im2col(x_cl, kernel, stride, dilation, out_hw, groups):
-    """(N, H, W, C) -> (N*OH*OW, G, kh*kw*C/G) columns, ordered (kh, kw, C/G) inside a group.
+    """Yields (slice of images, their (rows, G, kh*kw*C/G) columns) chunk by chunk (see
+    image_chunks) from an (N, H, W, C) input; columns ordered (kh, kw, C/G) in a group. The
+    columns live in one buffer reused by the next chunk.
 
     NOTE: channels innermost: a conv output (and anything element-wise after it) is
     channels-last in memory, so each window row is a contiguous run of C/G values (the (C, kh,
-    kw) order gathered runs of kw and took 3x longer)."""
+    kw) order gathered runs of kw and took 3x longer). The window view is made once per call
+    and sliced per chunk (as_strided costs more than a chunk's Python)."""
+    xp = get_array_module(x_cl)
     n, _, _, c = x_cl.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     sn, sy, sx, sc = x_cl.strides
-    windows = get_array_module(x_cl).lib.stride_tricks.as_strided(
+    windows = xp.lib.stride_tricks.as_strided(
         x_cl, (n, oh, ow, groups, kh, kw, c // groups),
         (sn, sy * sh, sx * sw, sc * (c // groups), sy * dh, sx * dw, sc))
-    return windows.reshape(n * oh * ow, groups, -1)
+    chunks = image_chunks(x_cl, oh * ow * kh * kw * c)
+    buf = xp.empty((chunks[0].stop * oh * ow, groups, kh * kw * c // groups), x_cl.dtype)
+    for s in chunks:
+        cols = buf[:(s.stop - s.start) * oh * ow]
+        cols.reshape(windows[s].shape)[...] = windows[s]
+        yield s, cols
 
 
 def weight_rows(weight, groups):
@@ -102,11 +111,10 @@ def conv_forward(x_cl, rows, kernel, stride, dilation, out_hw, bias=None):
     """The (N*OH*OW, O) cross-correlation of a padded (N, H', W', C) input with weight rows
     (G, O/G, K), plus bias (added while each chunk is in cache), chunk by chunk."""
     xp = get_array_module(x_cl)
-    groups, og, k = rows.shape
+    groups, og, _ = rows.shape
     m = out_hw[0] * out_hw[1]
     y = xp.empty((x_cl.shape[0] * m, groups * og), x_cl.dtype)
-    for s in image_chunks(x_cl, m * k * groups):
-        cols = im2col(x_cl[s], kernel, stride, dilation, out_hw, groups)
+    for s, cols in im2col(x_cl, kernel, stride, dilation, out_hw, groups):
         out = y[s.start * m:s.stop * m]
         if groups == 1:
             xp.matmul(cols.reshape(len(cols), -1), rows[0].T, out=out)
@@ -125,8 +133,7 @@ def conv_weight_grad(x_cl, grad_g, kernel, stride, dilation, out_hw):
     m, c = out_hw[0] * out_hw[1], x_cl.shape[3]
     grad_rows = get_array_module(grad_g).zeros(
         (groups, og, kernel[0] * kernel[1] * c // groups), grad_g.dtype)
-    for s in image_chunks(x_cl, m * c * kernel[0] * kernel[1]):
-        cols = im2col(x_cl[s], kernel, stride, dilation, out_hw, groups)
+    for s, cols in im2col(x_cl, kernel, stride, dilation, out_hw, groups):
         grad_rows += grad_g[:, s.start * m:s.stop * m].transpose(0, 2, 1) @ cols.transpose(1, 0, 2)
     return grad_rows
 
