@@ -78,7 +78,9 @@ def test_regression_example_fits_the_polynomial(tmp_path):
         [float(v) for v in re.findall(r"([+-]\d+\.\d+)", line)]
         for line in out.splitlines() if "function:" in line)
     assert len(learned) == len(actual) == 5
-    np.testing.assert_allclose(learned, actual, atol=0.1)
+    # NOTE: the script stops at a batch loss < 1e-3, not at convergence: coefficients land
+    # within a few tenths of the targets (drawn with scale 5), a wrong fit lands units away
+    np.testing.assert_allclose(learned, actual, rtol=0.1, atol=0.3)
 
 
 @pytest.mark.parametrize("model", ["LSTM", "GRU"])
