@@ -224,9 +224,15 @@ class Module:
         fn(self)
         return self
 
-    def to(self, device=None, dtype=None) -> Module:
-        """Moves (in place) every parameter and buffer to `device` and/or float `dtype`."""
-        if device is not None and not isinstance(device, str):
+    def to(self, device=None, dtype=None, non_blocking: bool = False) -> Module:
+        """Moves (in place) every parameter and buffer to `device` and/or float `dtype`.
+
+        As torch: `m.to(device)` (a str, dt.device or int GPU index), `m.to(dtype)`,
+        `m.to(device, dtype)`, `m.to(tensor)` (its device and dtype); `non_blocking` is
+        accepted (copies here are synchronous)."""
+        if isinstance(device, Tensor):
+            device, dtype = device.device, device.dtype
+        elif device is not None and not isinstance(device, (str, int)):  # m.to(dt.float64)
             device, dtype = None, device
         if device is not None:
             device = backend.parse_device(device)

@@ -349,3 +349,14 @@ def test_forward_hook_on_a_submodule_captures_activations():
     seq[1].register_forward_hook(lambda m, args, out: captured.setdefault("relu", out))
     seq(dt.randn(6, 3))
     assert captured["relu"].shape == (6, 4) and (captured["relu"].detach().numpy() >= 0).all()
+
+
+def test_module_to_takes_torchs_argument_forms():
+    model = nn.Linear(2, 2)
+    assert model.to("cpu", non_blocking=True) is model
+    assert model.to(dt.device("cpu")).weight.device == "cpu"
+    assert model.to(dt.float64).weight.dtype == dt.float64
+    assert model.to(dt.zeros(1, dtype=dt.float32)).weight.dtype == dt.float32  # a tensor's
+    if not dt.cuda.is_available():
+        with pytest.raises(RuntimeError, match="device='cuda:0' needs CuPy"):
+            model.to(0)  # an int is a GPU index, as in torch
