@@ -202,3 +202,15 @@ def test_default_init_bounds(make, fan_in):
 def test_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("fn, shape", [
+    (lambda m, x: m.F.max_pool2d(x, 2), (2, 3, 6, 6)),
+    (lambda m, x: m.F.max_pool2d(_channels_last(m, m.F.relu(x)), 2), (2, 4, 8, 6)),
+    (lambda m, x: m.F.max_pool2d(x, 2), (1, 2, 7, 5)),
+    (lambda m, x: m.F.max_pool2d(x, (2, 3), stride=(3, 4)), (1, 2, 8, 9)),
+])
+def test_max_pool2d_ties_disjoint_windows(fn, shape):
+    """Ties (and ReLU zeros) in non-overlapping windows go to the first maximum, as in torch;
+    windows that tile the input, leave a remainder, or skip positions (stride > kernel)."""
+    helper_test_op([shape], fn, domain="ties")
