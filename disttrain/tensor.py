@@ -234,8 +234,14 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods, StorageMethods):
         current one)."""
         return self.to("cuda" if device is None else device)
 
-    def type(self, dtype) -> Tensor:
-        return self.to(dtype=dtype)
+    def type(self, dtype=None):
+        """With `dtype`: this tensor cast to it. Without: torch's type string (e.g.
+        'torch.FloatTensor', 'torch.cuda.LongTensor'), which scripts compare against."""
+        if dtype is not None:
+            return self.to(dtype=dtype)
+        name = _TYPE_NAMES.get(self.array.dtype.name, self.array.dtype.name.capitalize())
+        cuda = "cuda." if self.device.type == "cuda" else ""
+        return f"torch.{cuda}{name}Tensor"
 
     def float(self) -> Tensor:
         return self.to(dtype=float32)
@@ -342,6 +348,10 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
         return numpy.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
+
+
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -> Tensor:

@@ -84,13 +84,14 @@ class MathMethods:
         return ops.Neg.apply(self)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, MathMethods):
-            return (self.log() * exponent).exp()
+        if isinstance(exponent, MathMethods):  # NOTE: a ** b directly: negative bases stay
+            return ops.PowTensor.apply(*self._broadcasted(exponent))  # exact, as torch
         return ops.Pow.apply(self, exponent=exponent)
 
     def __rpow__(self, base):
-        return (self._lift(base).log() * self).exp() if not isinstance(base, numbers.Number) \
-            else (self * float(numpy.log(base))).exp()
+        if isinstance(base, numbers.Number) and base > 0 and self.dtype.kind in "fc":
+            return (self * float(numpy.log(base))).exp()
+        return ops.PowTensor.apply(*self._broadcasted(base, reverse=True))
 
     def _compare(self, other, op):
         other = other.array if isinstance(other, MathMethods) else other
@@ -352,3 +353,45 @@ class MathMethods:
 
     def sign(self) -> Tensor:
         return self._make(get_array_module(self.array).sign(self.array))
+
+    def neg(self) -> Tensor:
+        return -self
+
+    negative = neg
+
+    def clamp_min(self, min) -> Tensor:
+        return self.clamp(min=min)
+
+    def clamp_max(self, max) -> Tensor:
+        return self.clamp(max=max)
+
+    def _rounded(self, fn) -> Tensor:  # NOTE: piecewise constant: no gradient flows, as torch's 0
+        return self._make(fn(self.array))
+
+    floor = lambda self: self._rounded(get_array_module(self.array).floor)  # noqa: E731
+    ceil = lambda self: self._rounded(get_array_module(self.array).ceil)  # noqa: E731
+    trunc = lambda self: self._rounded(get_array_module(self.array).trunc)  # noqa: E731
+    round = lambda self: self._rounded(get_array_module(self.array).round)  # noqa: E731
+
+    def reciprocal(self) -> Tensor:
+        return 1.0 / self
+
+
+def _inplace_variant(name: str):
+    def method(self, *args, **kwargs):
+        out = getattr(self.detach(), name)(*args, **kwargs)
+        if not numpy.can_cast(out.array.dtype, self.array.dtype, casting="same_kind"):
+            raise RuntimeError(f"{name}_: result type {out.array.dtype} can't be cast to the "
+                               f"desired output type {self.array.dtype}")
+        return self._inplace(f"{name}_", lambda a: a.__setitem__(..., out.array))
+
+    method.__name__ = method.__qualname__ = f"{name}_"
+    method.__doc__ = f"`{name}` in place (outside autograd, like the other in-place methods)."
+    return method
+
+
+# NOTE: torch scripts use these in-place forms on buffers, masks and under no_grad
+for _name in ("masked_fill", "exp", "log", "abs", "neg", "pow", "relu", "sigmoid", "tanh",
+              "clamp_min", "clamp_max", "floor", "ceil", "round", "trunc", "sign", "sin", "cos",
+              "reciprocal", "rsqrt", "square"):
+    setattr(MathMethods, f"{_name}_", _inplace_variant(_name))

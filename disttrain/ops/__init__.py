@@ -11,7 +11,6 @@ backend only: never disttrain.tensor (no import cycle).
 from disttrain.ops.attention import Softmax
 from disttrain.ops.conv import AvgPool2d, Conv2d, MaxPool2d
 from disttrain.ops.conv_transpose import ConvTranspose2d
-from disttrain.ops.conv_transpose import ConvTranspose2d
 from disttrain.ops.elementwise import (
     Abs,
     Add,
@@ -29,6 +28,7 @@ from disttrain.ops.elementwise import (
     Mul,
     Neg,
     Pow,
+    PowTensor,
     ReLU,
     Sigmoid,
     Sin,
@@ -49,8 +49,7 @@ __all__ = [
     "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
-    "Softmax", "Maximum", "Minimum",
-    "ConvTranspose2d",
+    "Softmax", "Maximum", "Minimum", "PowTensor",
     "ConvTranspose2d",
     "BinaryCrossEntropy", "AxisMap", "ConstantPad",
 ]  # fmt: skip

@@ -68,6 +68,23 @@ class Pow(Function):  # x ** c for a constant exponent c
         return grad * (exponent * x ** (exponent - 1))
 
 
+class PowTensor(Function):  # a ** b, both tensors (broadcast to one shape already)
+    def forward(self, a, b):
+        out = a ** b
+        self.save(a, b, out)
+        return out
+
+    def backward(self, grad):
+        a, b, out = self.saved
+        xp = get_array_module(a)
+        with xp.errstate(divide="ignore", invalid="ignore"):  # NOTE: nan where torch has nan
+            grad_a = grad * b * a ** (b - 1) if self.needs_input_grad[0] else None
+            grad_b = None
+            if self.needs_input_grad[1]:  # torch: d/db is 0 where a == 0 and b >= 0
+                grad_b = xp.where((a == 0) & (b >= 0), 0, grad * out * xp.log(a))
+        return grad_a, grad_b
+
+
 class Exp(Function):
     def forward(self, x):
         y = get_array_module(x).exp(x)

@@ -310,3 +310,46 @@ def test_multiprocessing_pickler_refuses_shared_tensors_but_not_others():
                                            r"pickled for another process.*'fork'"):
         ForkingPickler.dumps(shared)
     assert pickle.loads(pickle.dumps(shared)).tolist() == [1.0, 1.0]  # plain pickle: a copy
+
+
+def test_pow_with_a_tensor_exponent_keeps_negative_bases_exact():
+    # "Learning PyTorch with Examples": x.unsqueeze(-1).pow(torch.tensor([1, 2, 3]))
+    x = dt.linspace(-3, 3, 5)
+    got = x.unsqueeze(-1).pow(dt.tensor([1, 2, 3]))
+    assert got.dtype == dt.float32
+    expected = numpy.stack([x.numpy() ** k for k in (1, 2, 3)], axis=1)
+    numpy.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    numpy.testing.assert_array_equal((2 ** dt.tensor([1, 2, 3])).numpy(), [2, 4, 8])
+    numpy.testing.assert_array_equal(((-2.0) ** dt.tensor([1.0, 2.0])).numpy(), [-2.0, 4.0])
+
+
+def test_type_without_dtype_gives_torchs_type_string():
+    assert dt.zeros(2).type() == "torch.FloatTensor"
+    assert dt.zeros(2).long().type() == "torch.LongTensor"
+    assert dt.tensor([True]).type() == "torch.BoolTensor"
+    assert dt.zeros(2).type(dt.float64).dtype == dt.float64
+
+
+@pytest.mark.parametrize("name, args", [
+    ("masked_fill_", (numpy.array([True, False, True]), 1.0)), ("exp_", ()), ("log_", ()),
+    ("abs_", ()), ("neg_", ()), ("pow_", (2,)), ("relu_", ()), ("sigmoid_", ()),
+    ("tanh_", ()), ("clamp_min_", (0.5,)), ("clamp_max_", (0.5,)), ("floor_", ()),
+    ("ceil_", ()), ("round_", ()), ("trunc_", ()), ("sign_", ()), ("sin_", ()), ("cos_", ()),
+    ("reciprocal_", ()), ("rsqrt_", ()), ("square_", ())])
+def test_inplace_variants_match_torch(name, args):
+    import torch
+
+    ours, theirs = dt.tensor([0.25, 0.75, 1.6]), torch.tensor([0.25, 0.75, 1.6])
+    assert getattr(ours, name)(*[dt.tensor(a) if isinstance(a, numpy.ndarray) else a
+                                 for a in args]) is ours
+    getattr(theirs, name)(*[torch.from_numpy(a) if isinstance(a, numpy.ndarray) else a
+                            for a in args])
+    numpy.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_inplace_variants_refuse_lossy_casts_and_leaves_that_require_grad():
+    with pytest.raises(RuntimeError, match="sigmoid_: result type float64 can't be cast to "
+                                           "the desired output type int64"):
+        dt.tensor([1, 2]).sigmoid_()
+    with pytest.raises(RuntimeError, match="exp_: a leaf Variable that requires grad"):
+        dt.zeros(2, requires_grad=True).exp_()
