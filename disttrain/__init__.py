@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
     "functional", "launch", "metrics", "nn", "ops", "optim", "random", "serialization", "utils",
-    "tensor_functions", "accelerator", "backends", "multiprocessing",
+    "tensor_functions", "accelerator", "backends", "multiprocessing", "training",
 )  # fmt: skip
 # NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
 # `import disttrain.tensor` / `from disttrain.tensor import Tensor`
@@ -29,7 +29,7 @@ _FROM = {
     "disttrain.serialization": ("load", "save"),
     "disttrain.tensor": (
         "Function", "Tensor", "bool_", "cat", "enable_grad", "float16", "float32", "float64",
-        "int8", "int16", "int32", "int64", "is_grad_enabled", "matmul", "no_grad", "stack",
+        "int8", "int16", "int32", "int64", "is_grad_enabled", "no_grad", "stack",
         "tensor", "uint8", "where"),
     "disttrain.tensor_functions": (
         "exp", "log", "sqrt", "abs", "sum", "mean", "max", "min", "argmax", "argmin", "clamp",
@@ -37,7 +37,9 @@ _FROM = {
         "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
         "bmm", "baddbmm", "narrow", "masked_fill", "eq", "ne", "lt", "le", "gt", "ge", "equal",
         "add", "sub", "mul", "div", "maximum", "minimum", "lerp", "addcmul", "addcdiv", "mm",
-        "topk", "sort", "argsort"),
+        "topk", "sort", "argsort", "matmul", "norm", "neg", "floor", "ceil", "round", "trunc",
+        "reciprocal", "rsqrt", "square", "sign", "amax", "amin", "prod", "cumsum", "logsumexp",
+        "any", "all"),
     "disttrain.backend": ("tune_malloc",),
 }  # fmt: skip
 _ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in builtins)

@@ -102,8 +102,26 @@ class Function:
     def name(self) -> str:
         return type(self).__name__ + "Backward"
 
+    @property
+    def next_functions(self) -> tuple:
+        """torch's view of the graph: per input, (its grad_fn, 0), (AccumulateGrad, 0) for a
+        leaf that requires grad, or (None, 0)."""
+        return tuple((AccumulateGrad(p) if isinstance(p, _Tensor) else p, 0)
+                     for p in getattr(self, "parents", ()))
+
     def __repr__(self) -> str:
         return f"<{self.name}>"
+
+
+class AccumulateGrad:
+    """Where a leaf's gradient lands, as listed by Function.next_functions (`.variable`)."""
+
+    def __init__(self, variable) -> None:
+        self.variable = variable
+        self.next_functions = ()
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
 
 
 class RemovableHandle:

@@ -331,6 +331,8 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods, StorageMethods):
     def __rmatmul__(self, other):
         return matmul(self._lift(other), self)
 
+    matmul = __matmul__
+
     def masked_fill(self, mask: Tensor, value) -> Tensor:
         """`value` where the bool `mask` (broadcastable to this shape) is True, else self."""
         array = mask.array if isinstance(mask, Tensor) else mask

@@ -4,15 +4,34 @@ as torch.exp and friends do. Nothing here is an op of its own."""
 from __future__ import annotations
 
 from disttrain.tensor import Tensor
+from disttrain.tensor import matmul as _matmul
 
 
 def _method(name: str):
-    def fn(input: Tensor, *args, **kwargs) -> Tensor:
-        return getattr(input, name)(*args, **kwargs)
+    def fn(input: Tensor, *args, out: Tensor | None = None, **kwargs) -> Tensor:
+        return write_out(name, getattr(input, name)(*args, **kwargs), out)
 
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"dt.{name}(x, ...) is x.{name}(...)"
+    fn.__doc__ = f"dt.{name}(x, ..., out=None) is x.{name}(...) (written into `out` if given)"
     return fn
+
+
+def write_out(name: str, result: Tensor, out: Tensor | None) -> Tensor:
+    """torch's `out=`: the result is stored in `out` (resized as needed), which is returned."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name}(): out should be a Tensor, got {type(out).__name__}")
+    if result.requires_grad or out.requires_grad:
+        raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
+                           "differentiation, but one of the arguments requires grad")
+    out.array = result.array if out.dtype == result.dtype else result.array.astype(out.dtype)
+    return out
+
+
+def matmul(input: Tensor, other: Tensor, *, out: Tensor | None = None) -> Tensor:
+    """dt.matmul(a, b, out=None): a @ b with torch's rules (1-d, batched, broadcast)."""
+    return write_out("matmul", _matmul(input, other), out)
 
 
 __all__ = [
@@ -21,7 +40,9 @@ __all__ = [
     "permute", "squeeze", "unsqueeze", "var", "std", "pow", "sin", "cos", "tril", "triu",
     "bmm", "baddbmm", "narrow", "masked_fill", "eq", "ne", "lt", "le", "gt", "ge", "equal",
     "add", "sub", "mul", "div", "maximum", "minimum", "lerp", "addcmul", "addcdiv", "mm",
-    "topk", "sort", "argsort",
+    "topk", "sort", "argsort", "matmul", "norm", "neg", "floor", "ceil", "round", "trunc",
+    "reciprocal", "rsqrt", "square", "sign", "amax", "amin", "prod", "cumsum", "logsumexp",
+    "any", "all",
 ]  # fmt: skip
 
 exp, log, sqrt, abs, sum, mean, max, min = (  # noqa: A001
@@ -40,3 +61,8 @@ add, sub, mul, div, maximum, minimum, lerp = (
     _method(n) for n in ("add", "sub", "mul", "div", "maximum", "minimum", "lerp"))
 addcmul, addcdiv, mm, topk, sort, argsort = (
     _method(n) for n in ("addcmul", "addcdiv", "mm", "topk", "sort", "argsort"))
+norm, neg, floor, ceil, round, trunc, reciprocal = (  # noqa: A001
+    _method(n) for n in ("norm", "neg", "floor", "ceil", "round", "trunc", "reciprocal"))
+rsqrt, square, sign, amax, amin, prod, cumsum = (
+    _method(n) for n in ("rsqrt", "square", "sign", "amax", "amin", "prod", "cumsum"))
+logsumexp, any, all = (_method(n) for n in ("logsumexp", "any", "all"))  # noqa: A001

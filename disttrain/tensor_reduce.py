@@ -120,6 +120,55 @@ class ReductionMethods:
             return self.clone()
         return self.gather(axis, self._make(indices))
 
+    def norm(self, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+        """The vector p-norm over `dim` (all elements by default), as torch.norm: p = 2 or
+        "fro", 1, inf, -inf, 0 (count of non-zeros) or any other number."""
+        x = self if dtype is None else self.to(dtype=dtype)
+        if x.dtype.kind not in "fc":
+            raise TypeError(f"norm: input dtype should be floating point, got {x.dtype}")
+        axes = normalize_axes(dim, x.ndim, "norm")
+        if p in ("fro", 2, 2.0):
+            return ops.Norm2.apply(x, axis=axes, keepdims=keepdim)
+        if isinstance(p, str) or not isinstance(p, (int, float)):
+            raise ValueError(f"norm: p should be a number or 'fro', got {p!r}")
+        if p == float("inf"):
+            return x.abs().amax(axes, keepdim)
+        if p == float("-inf"):
+            return -(-x.abs()).amax(axes, keepdim)
+        if p == 0:
+            return (x != 0).to(dtype=x.dtype).sum(axes, keepdim)
+        return (x.abs() ** p).sum(axes, keepdim) ** (1.0 / p)
+
+    def amin(self, dim=None, keepdim: bool = False) -> Tensor:
+        return -(-self).amax(dim, keepdim)
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, dtype=None) -> Tensor:
+        x = self if dtype is None else self.to(dtype=dtype)
+        axis = None if dim is None else normalize_dim(dim, x.ndim, "prod")
+        return ops.Prod.apply(x, axis=axis, keepdims=keepdim and dim is not None)
+
+    def cumsum(self, dim: int, dtype=None) -> Tensor:
+        x = self if dtype is None else self.to(dtype=dtype)
+        x = x if x.dtype.kind in "fc" or x.dtype == int64 else x.long()
+        return ops.Cumsum.apply(x, axis=normalize_dim(dim, x.ndim, "cumsum"))
+
+    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
+        """log(sum(exp(x))) over `dim`, shifted by the (constant) max for stability."""
+        axes = normalize_axes(dim, self.ndim, "logsumexp")
+        shift = self.detach().amax(axes, keepdim=True)
+        shift = shift.masked_fill(~get_array_module(shift.array).isfinite(shift.array), 0.0)
+        out = (self - shift).exp().sum(axes, keepdim=True).log() + shift
+        return out if keepdim else out.reshape(
+            [n for i, n in enumerate(out.shape) if i not in axes])
+
+    def any(self, dim=None, keepdim: bool = False) -> Tensor:
+        return self._make(self.array.any(axis=normalize_axes(dim, self.ndim, "any"),
+                                         keepdims=keepdim))
+
+    def all(self, dim=None, keepdim: bool = False) -> Tensor:
+        return self._make(self.array.all(axis=normalize_axes(dim, self.ndim, "all"),
+                                         keepdims=keepdim))
+
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
         return ops.Max.apply(self, axis=normalize_axes(dim, self.ndim, "amax"), keepdims=keepdim)
 

@@ -41,7 +41,7 @@ from disttrain.ops.elementwise import (
 from disttrain.ops.loss import BinaryCrossEntropy
 from disttrain.ops.movement import Cat, Expand, Gather, Index, Permute, Reshape
 from disttrain.ops.nn import CrossEntropy, Linear, LogSoftmax, MatMul, NLLLoss
-from disttrain.ops.reduce import Max, Sum
+from disttrain.ops.reduce import Cumsum, Max, Norm2, Prod, Sum
 from disttrain.ops.resample import AxisMap, ConstantPad
 
 __all__ = [
@@ -49,7 +49,7 @@ __all__ = [
     "Erf", "Exp", "Expand", "Gather", "Index", "Linear", "Log", "LogSigmoid", "LogSoftmax",
     "MatMul", "Max", "MaxPool2d", "Mul", "NLLLoss", "Neg", "Permute", "Pow", "ReLU", "Reshape",
     "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh", "ToDevice", "Where", "Sin", "Cos",
-    "Softmax", "Maximum", "Minimum", "PowTensor",
+    "Softmax", "Maximum", "Minimum", "PowTensor", "Norm2", "Prod", "Cumsum",
     "ConvTranspose2d",
     "BinaryCrossEntropy", "AxisMap", "ConstantPad",
 ]  # fmt: skip

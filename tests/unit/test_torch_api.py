@@ -353,3 +353,62 @@ def test_inplace_variants_refuse_lossy_casts_and_leaves_that_require_grad():
         dt.tensor([1, 2]).sigmoid_()
     with pytest.raises(RuntimeError, match="exp_: a leaf Variable that requires grad"):
         dt.zeros(2, requires_grad=True).exp_()
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("norm", {}), ("norm", {"dim": 1}), ("norm", {"p": 1, "dim": 0}),
+    ("norm", {"p": float("inf"), "dim": 1, "keepdim": True}), ("norm", {"p": 0}),
+    ("norm", {"p": 3}), ("prod", {}), ("prod", {"dim": 1}), ("cumsum", {"dim": 0}),
+    ("logsumexp", {"dim": 1}), ("amin", {"dim": 0}), ("any", {}), ("all", {"dim": 1})])
+def test_reductions_match_torch_values_and_gradients(name, kwargs):
+    import torch
+
+    data = numpy.array([[0.5, -1.0, 0.0, 2.0], [1.5, 0.25, -0.75, 3.0], [0.0, 0.0, 1.0, -2.0]])
+    ours = dt.tensor(data, requires_grad=True)
+    theirs = torch.tensor(data, requires_grad=True)
+    if name in ("any", "all"):
+        ours, theirs = dt.tensor(data != 0), torch.tensor(data != 0)
+    got, want = getattr(ours, name)(**kwargs), getattr(theirs, name)(**kwargs)
+    numpy.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-12)
+    if want.requires_grad and kwargs.get("p") != 0:  # NOTE: p=0 counts: no graph here
+        seed = numpy.arange(1.0, want.numel() + 1).reshape(want.shape)
+        got.backward(dt.tensor(seed))
+        want.backward(torch.tensor(seed))
+        numpy.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
+
+
+def test_norm_of_zeros_has_a_zero_gradient_and_bad_p_is_named():
+    x = dt.zeros(3, requires_grad=True)
+    x.norm().backward()
+    numpy.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 0.0])  # not 0/0
+    with pytest.raises(ValueError, match="norm: p should be a number or 'fro', got 'nuc'"):
+        dt.ones(2, 2).norm(p="nuc")
+
+
+def test_free_functions_write_into_out_as_torch():
+    a = dt.ones(2, 3)
+    out = dt.zeros(1)
+    assert dt.matmul(a, a.T, out=out) is out and out.shape == (2, 2)
+    numpy.testing.assert_array_equal(out.numpy(), [[3.0, 3.0], [3.0, 3.0]])
+    z = dt.zeros(2, 3)
+    assert dt.mul(a, a * 2, out=z) is z and float(z.sum()) == 12.0
+    with pytest.raises(RuntimeError, match="mul\\(\\): functions with out=... arguments don't "
+                                           "support automatic differentiation"):
+        dt.mul(dt.ones(2, requires_grad=True), 2.0, out=dt.zeros(2))
+    with pytest.raises(TypeError, match="matmul\\(\\): out should be a Tensor, got ndarray"):
+        dt.matmul(a, a.T, out=numpy.zeros((2, 2)))
+    numpy.testing.assert_array_equal(a.matmul(a.T).numpy(), out.numpy())
+
+
+def test_grad_fn_next_functions_walks_the_graph_as_torch():
+    from disttrain.autograd import AccumulateGrad
+
+    w = dt.ones(3, requires_grad=True)
+    loss = ((w * 2).sum() - 1.0)
+    (sum_fn, _), = [f for f in loss.grad_fn.next_functions if f[0] is not None]
+    assert repr(sum_fn) == "<SumBackward>"
+    (mul_fn, index), = sum_fn.next_functions
+    assert repr(mul_fn) == "<MulBackward>" and index == 0
+    leaf = [f for f, _ in mul_fn.next_functions if f is not None]
+    assert len(leaf) == 1 and isinstance(leaf[0], AccumulateGrad) and leaf[0].variable is w
+    assert repr(leaf[0]) == "<AccumulateGrad>"
