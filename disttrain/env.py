@@ -219,12 +219,17 @@ class ProcessGroup(NamedTuple):
 # (DistributedSampler's default rank and size) can ask for it without importing
 # disttrain.distributed; only dist.init() and destroy_process_group() write it.
 _group: list[ProcessGroup | None] = [None]
+# NOTE: the world Communicator itself, held as an opaque object (never called here): core code
+# that reduces over ranks (stateful metrics, disttrain.training) defaults to it, duck-typed
+_world_comm: list[object | None] = [None]
 
 
-def record_process_group(group: ProcessGroup, environ: dict | None = None) -> None:
-    """Records the initialised world group and exports torchrun's RANK, WORLD_SIZE,
-    LOCAL_RANK, LOCAL_WORLD_SIZE for it (into os.environ by default), overwriting stale ones."""
-    _group[0] = group
+def record_process_group(group: ProcessGroup, environ: dict | None = None,
+                         comm: object | None = None) -> None:
+    """Records the initialised world group (and its Communicator, `comm`) and exports
+    torchrun's RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE for it (into os.environ by
+    default), overwriting stale ones."""
+    _group[0], _world_comm[0] = group, comm
     environ = os.environ if environ is None else environ
     for name, value in zip(TORCHRUN_RANK_VARS, group):
         environ[name] = str(value)
@@ -233,12 +238,17 @@ def record_process_group(group: ProcessGroup, environ: dict | None = None) -> No
 def forget_process_group() -> None:
     """destroy_process_group(): no group is initialised any more (the exported variables
     stay, as torchrun's stay after torch's destroy_process_group)."""
-    _group[0] = None
+    _group[0], _world_comm[0] = None, None
 
 
 def process_group() -> ProcessGroup | None:
     """The initialised world group, None before dist.init() / init_process_group()."""
     return _group[0]
+
+
+def world_comm() -> object | None:
+    """The world Communicator dist.init() recorded, None when no group is initialised."""
+    return _world_comm[0]
 
 
 def torchrun_world(environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:

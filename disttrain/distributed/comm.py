@@ -355,7 +355,7 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
     if not _World.active:
         comm = _World.comm
         env.record_process_group(env.ProcessGroup(comm.rank, comm.size, comm.local_rank,
-                                                  comm.local_size))
+                                                  comm.local_size), comm=comm)
         _World.active = True
     return _World.comm
 

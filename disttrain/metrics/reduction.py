@@ -1,14 +1,30 @@
 """How stateful metrics combine their state over ranks, through a communicator passed in
 (duck-typed: anything with disttrain's Communicator `rank`, `size`, `allreduce_(array, op)`
-and `allgather(array)`). Core module: never imports mpi4py or disttrain.distributed, so the
-metrics work, and are tested, in one process.
+and `allgather(array)`), or by default the world Communicator dist.init() recorded in
+disttrain.env. Core module: never imports mpi4py or disttrain.distributed, so the metrics
+work, and are tested, in one process.
 """
 
 from __future__ import annotations
 
 import numpy
 
+from disttrain import env
+
 COMM_METHODS = ("allreduce_", "allgather")
+
+
+def resolve_comm(comm, owner: str):
+    """The communicator to reduce over: `comm` when given, None (this process only) for
+    comm=False, and for comm=None the world Communicator dist.init() recorded (None when no
+    group is initialised: a plain single process computes locally).
+
+    NOTE: read at each call, not at construction, so a metric made before dist.init()
+    reduces too once the group exists.
+    """
+    if comm is False:
+        return None
+    return check_comm(env.world_comm() if comm is None else comm, owner)
 
 
 def check_comm(comm, owner: str):

@@ -1,11 +1,12 @@
 """Stateful metrics for evaluation loops: update(preds, target) per batch, compute() at the
 end, reset() between epochs. Core module: never imports mpi4py or disttrain.distributed.
 
-Distributed: pass `comm=` (a disttrain Communicator, or anything with its `rank`, `size`,
-`allreduce_` and `allgather`); compute() then reduces the state over its ranks, so every rank
-gets the metric of the whole data set: confusion-matrix counts are summed, AUROC's scores and
-targets are gathered (shards of any length). With comm=None (the default for now) compute()
-uses this process's updates only.
+Distributed: compute() reduces the state over the ranks of `comm` (a disttrain Communicator,
+or anything with its `rank`, `size`, `allreduce_` and `allgather`), so every rank gets the
+metric of the whole data set: confusion-matrix counts are summed, AUROC's scores and targets
+are gathered (shards of any length). With comm=None (the default) it is the world
+Communicator once dist.init() ran (as under DataParallel), and this process alone otherwise
+(a plain single process); comm=False computes on this process's updates only, always.
 
 Predictions given to update() (Accuracy, Precision, Recall, F1Score, ConfusionMatrix):
 - (N, C) scores (logits or probabilities): the predicted class is the argmax over C (the first
@@ -36,16 +37,30 @@ from disttrain.metrics.inputs import (
     to_array,
 )
 from disttrain.metrics.ranking import roc_auc_score
-from disttrain.metrics.reduction import check_comm, gather_rows, same_on_all_ranks, sum_over_ranks
+from disttrain.metrics.reduction import (
+    check_comm,
+    gather_rows,
+    resolve_comm,
+    same_on_all_ranks,
+    sum_over_ranks,
+)
 
 
 class Metric:
     """The base of the stateful metrics: update() accumulates, compute() reduces over `comm`'s
-    ranks (when given) and evaluates, reset() clears. compute() leaves the state as it is."""
+    ranks (by default the world's after dist.init()) and evaluates, reset() clears. compute()
+    leaves the state as it is."""
 
     def __init__(self, comm=None):
-        self.comm = check_comm(comm, type(self).__name__)
+        owner = type(self).__name__
+        self._comm = comm if comm is None or comm is False else check_comm(comm, owner)
         self.reset()
+
+    @property
+    def comm(self):
+        """The communicator compute() reduces over (None: this process only); see the
+        module docstring for the default."""
+        return resolve_comm(self._comm, type(self).__name__)
 
     def reset(self) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define reset()")
@@ -100,7 +115,8 @@ class Accuracy(_ConfusionMetric):
     Args:
         num_classes: the number of classes C (labels 0 .. C - 1).
         threshold: for (N,) floating binary scores: class 1 where score >= threshold.
-        comm: a Communicator to reduce over in compute() (None: this process only).
+        comm: a Communicator to reduce over in compute() (None: the world one after
+            dist.init(), else this process; False: this process only).
 
     Example:
         >>> metric = Accuracy(num_classes=3)
@@ -222,7 +238,8 @@ class AUROC(Metric):
     Args:
         average, max_fpr, multi_class, labels: as roc_auc_score (multiclass needs
             multi_class="ovr" and probabilities: apply softmax to logits).
-        comm: a Communicator to gather over in compute() (None: this process only).
+        comm: a Communicator to gather over in compute() (None: the world one after
+            dist.init(), else this process; False: this process only).
 
     Example:
         >>> metric = AUROC()
@@ -273,7 +290,8 @@ class MeanMetric(Metric):
     """The (weighted) mean of every value given to update(), e.g. a validation loss.
 
     Args:
-        comm: a Communicator to reduce over in compute() (None: this process only).
+        comm: a Communicator to reduce over in compute() (None: the world one after
+            dist.init(), else this process; False: this process only).
 
     Example:
         >>> metric = MeanMetric()

@@ -56,6 +56,35 @@ def test_resume_from_checkpoint_matches_uninterrupted(tmp_path):
     folder = str(tmp_path / "ckpt")
     example.main(["--epochs", "2", "--no-progress", "--checkpoint-dir", folder])
     resumed = example.main(["--epochs", "3", "--no-progress", "--checkpoint-dir", folder])
-    assert [h["epoch"] for h in resumed] == [3]
-    assert resumed[0]["loss"] == full[2]["loss"]
-    assert resumed[0]["val_accuracy"] == full[2]["val_accuracy"]
+    assert [h["epoch"] for h in resumed] == [1, 2, 3]  # NOTE: epochs 1-2 from the checkpoint
+    for key in ("loss", "val_loss", "val_accuracy", "val_f1"):
+        assert [h[key] for h in resumed] == [h[key] for h in full], key
+
+
+def test_log_dir_writes_csv_and_tensorboard_and_the_table(tmp_path, capsys):
+    """--log-dir: one CSV row per epoch (the history's numbers) and TensorBoard scalars; the
+    per-class table ends the output."""
+    pytest.importorskip("tensorboardX")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    example = _load_example()
+    history = example.main(["--epochs", "2", "--no-progress", "--log-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["epoch", "loss", "val_loss", "val_accuracy"]
+    assert [float(r.split(",")[3]) for r in rows[1:]] == [h["val_accuracy"] for h in history]
+    events = accumulator.EventAccumulator(str(tmp_path))
+    events.Reload()
+    f1 = events.Scalars("epoch/val_f1")
+    assert [e.step for e in f1] == [h["epoch"] for h in history]
+    assert [e.value for e in f1] == pytest.approx([h["val_f1"] for h in history], rel=1e-6)
+    assert "class precision    recall        f1  support" in out
+    assert len([line for line in out.splitlines() if line.startswith("    9 ")]) == 1
+
+
+def test_early_stopping_ends_the_run(tmp_path):
+    """--patience 0 stops at the first epoch whose validation loss does not improve."""
+    example = _load_example()
+    history = example.main(["--epochs", "30", "--no-progress", "--patience", "0"])
+    losses = [h["val_loss"] for h in history]
+    assert len(history) < 30
+    assert losses[-1] >= min(losses[:-1]) and losses[:-1] == sorted(losses[:-1], reverse=True)

@@ -90,14 +90,24 @@ def test_compute_on_every_rank_equals_sklearn_on_the_concatenation(comm):
 
 
 @pytest.mark.mpi(min_size=2)
-def test_without_comm_compute_sees_only_this_rank(comm):
-    local, reduced = M.ConfusionMatrix(C), M.ConfusionMatrix(C, comm=comm)
+def test_comm_false_computes_on_this_rank_only(comm):
+    local, reduced = M.ConfusionMatrix(C, comm=False), M.ConfusionMatrix(C, comm=comm)
     data = update_with_shard({"local": local, "reduced": reduced}, comm)
     counts = local.compute().sum() if local.confmat.sum() else 0
     total = reduced.compute().sum()
     lengths = numpy.diff(dataset(comm.size)[1])
     assert total == data[3].shape[0]
     assert counts == lengths[comm.rank]
+
+
+def test_default_comm_is_the_world_recorded_by_dist_init(comm):
+    """comm=None reduces over the world Communicator dist.init() recorded (the comm fixture
+    ran it), equal to an explicit comm=comm."""
+    default, explicit = M.ConfusionMatrix(C), M.ConfusionMatrix(C, comm=comm)
+    data = update_with_shard({"default": default, "explicit": explicit}, comm)
+    assert default.comm is comm
+    numpy.testing.assert_array_equal(default.compute(), explicit.compute())
+    assert default.compute().sum() == data[3].shape[0]
 
 
 def test_compute_leaves_the_state_and_reset_clears_it(comm):
