@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
+from disttrain.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    chunk_arrays,
+    grad_with_decay,
+)
 from disttrain.tensor import Tensor
 
 
@@ -44,10 +49,7 @@ class Adadelta(Optimizer):
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameters(eps=eps, weight_decay=weight_decay)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 

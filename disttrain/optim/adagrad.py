@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
+from disttrain.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    chunk_arrays,
+    grad_with_decay,
+)
 from disttrain.tensor import Tensor
 
 
@@ -44,12 +49,7 @@ class Adagrad(Optimizer):
                  lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, *,
                  maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameters(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
         if not 0.0 <= initial_accumulator_value:
             raise ValueError(
                 f"Invalid initial_accumulator_value value: {initial_accumulator_value}")

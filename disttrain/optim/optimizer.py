@@ -215,6 +215,18 @@ class Optimizer:
 _SCALAR_STATE = frozenset({"step", "mu_product"})
 
 
+def check_hyperparameters(*, betas=None, **values) -> None:
+    """Raises torch's ValueError for a negative (or NaN) hyper-parameter, e.g. "Invalid
+    learning rate: -0.1", or a beta outside [0, 1): "Invalid beta parameter at index 1: 1.0"."""
+    for name, value in values.items():
+        if not 0.0 <= value:
+            label = {"lr": "learning rate", "eps": "epsilon value"}.get(name, f"{name} value")
+            raise ValueError(f"Invalid {label}: {value}")
+    for index, beta in enumerate(betas or ()):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+
+
 def _to_host(value):
     """A host copy of one state value: arrays and Tensors become numpy arrays."""
     if isinstance(value, Tensor):

@@ -6,7 +6,12 @@ from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
 from disttrain.optim.adam import lerp_
-from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
+from disttrain.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    chunk_arrays,
+    grad_with_decay,
+)
 from disttrain.tensor import Tensor
 
 
@@ -44,16 +49,7 @@ class RAdam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameters(lr=lr, eps=eps, weight_decay=weight_decay, betas=betas)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         super().__init__(params, defaults)

@@ -6,7 +6,12 @@ from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
 from disttrain.optim.adam import lerp_
-from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
+from disttrain.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    chunk_arrays,
+    grad_with_decay,
+)
 from disttrain.tensor import Tensor
 
 
@@ -45,16 +50,8 @@ class RMSprop(Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-2,
                  alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
                  momentum: float = 0, centered: bool = False, *, maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_hyperparameters(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay,
+                              alpha=alpha)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, maximize=maximize)
         super().__init__(params, defaults)

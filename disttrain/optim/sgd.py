@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from disttrain.backend import get_array_module
-from disttrain.optim.optimizer import Optimizer, chunk_arrays, grad_with_decay
+from disttrain.optim.optimizer import (
+    Optimizer,
+    check_hyperparameters,
+    chunk_arrays,
+    grad_with_decay,
+)
 from disttrain.tensor import Tensor
 
 
@@ -41,12 +46,7 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-3,
                  momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
                  nesterov: bool = False, *, maximize: bool = False):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_hyperparameters(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
