@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
     "functional", "launch", "metrics", "nn", "ops", "optim", "random", "serialization", "utils",
-    "tensor_functions", "accelerator", "backends", "multiprocessing", "training",
+    "tensor_functions", "accelerator", "backends", "multiprocessing", "training", "onnx",
 )  # fmt: skip
 # NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
 # `import disttrain.tensor` / `from disttrain.tensor import Tensor`
