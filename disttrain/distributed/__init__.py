@@ -34,11 +34,12 @@ _FROM = {
     "disttrain.distributed.grid": ("ProcessGrid",),
     "disttrain.distributed.pipeline": ("Pipeline",),
     "disttrain.distributed.watchdog": ("heartbeat",),
+    "disttrain.distributed.zero": ("ZeroRedundancyOptimizer",),
     "disttrain.env": ("launched_with_mpi", "rank_env"),
 }  # fmt: skip
 _SUBMODULES = (
     "algorithms", "buckets", "checkpoint", "collectives", "comm", "comm_hooks", "data_parallel",
-    "ddp", "grid", "p2p", "pipeline", "process_group", "reducer", "watchdog",
+    "ddp", "grid", "p2p", "pipeline", "process_group", "reducer", "watchdog", "zero",
 )  # fmt: skip
 
 __getattr__, __dir__, __all__ = _attach(

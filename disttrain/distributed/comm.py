@@ -223,6 +223,28 @@ class Communicator:
         out = backend.to_device(out, backend.device_of(source)) if buf is not source else out
         return Tensor(out) if isinstance(array, Tensor) else out
 
+    def reduce_scatter_v_(self, array, out, counts: list[int]):
+        """Sums flat `array` over ranks; rank r receives elements [sum(counts[:r]),
+        sum(counts[:r+1])) into its `out` (counts[r] elements; counts may differ or be 0).
+        Host (numpy) arrays; returns `out`."""
+        self.mpi_comm.Reduce_scatter(self._buffer(array)[0], out, list(counts), op=MPI.SUM)
+        return out
+
+    def allgather_v_(self, array, counts: list[int], root: int | None = None):
+        """In place on flat `array`: rank r's block (counts[r] elements from sum(counts[:r]))
+        is copied to every rank (root None) or only to `root` (the others' arrays are only
+        read). Host (numpy) arrays; returns `array`."""
+        displs = [sum(counts[:r]) for r in range(self.size)]
+        spec = [array, list(counts), displs, MPI._typedict[array.dtype.char]]
+        if root is None:
+            self.mpi_comm.Allgatherv(MPI.IN_PLACE, spec)
+        elif self.rank == root:
+            self.mpi_comm.Gatherv(MPI.IN_PLACE, spec, root=root)
+        else:
+            start = displs[self.rank]
+            self.mpi_comm.Gatherv(array[start:start + counts[self.rank]], None, root=root)
+        return array
+
     def send(self, array, dest: int, tag: int = 0) -> None:
         buf, _ = self._buffer(self._array("send", array))
         self.mpi_comm.Send(buf, dest=dest, tag=tag)

@@ -39,12 +39,22 @@ class _Bucket(GradBucket):
         super().__init__(index, params, names, comm, is_last)
         self.direct = len(params) == 1
         self.views = [None] * len(params)
-        numel = sum(p.numel() for p in params)
-        if not self.direct:
-            self._buffer = get_array_module(params[0].array).zeros(numel, params[0].dtype)
-            self.views = self._views(self._buffer)
-        self.nbytes = numel * numpy.dtype(params[0].dtype).itemsize
+        self.numel = sum(p.numel() for p in params)
+        self.allocate()
+        self.nbytes = self.numel * numpy.dtype(self.params[0].dtype).itemsize
         self.reset()
+
+    def allocate(self) -> None:
+        """The flat buffer of a bucket of several gradients (again after release())."""
+        if not self.direct:
+            array = self.params[0].array
+            self._buffer = get_array_module(array).zeros(self.numel, array.dtype)
+            self.views = self._views(self._buffer)
+
+    def release(self) -> None:
+        """Drops the buffer (ZeRO stage 2 after the reduce-scatter); the next step allocates
+        it again."""
+        self._buffer, self.views = None, [None] * len(self.params)
 
     def _views(self, flat) -> list:
         views, offset = [], 0
@@ -185,7 +195,7 @@ class Reducer:
         self.buckets, self._slot = _make_buckets(named_params, comm, cap_bytes, first_cap_bytes)
         self.sync_enabled, self._in_backward, self._next_launch = True, False, 0
         self._hook, self._hook_state, self._hook_registered = allreduce_hook, None, False
-        self._synced_once = False
+        self._synced_once, self.prescale = False, True
         self.stats = _StepStats(sum(b.nbytes for b in self.buckets))
         self._exchange = self.stats.timed(self._run_hook)
         self._handles, self._comm_thread = [], None
@@ -237,6 +247,20 @@ class Reducer:
         if not self._handles:  # NOTE: one rank: the default needs no hooks, this one runs
             self._attach()
 
+    def set_sharded_exchange(self, hook) -> None:
+        """ZeroRedundancyOptimizer's exchange: `hook(None, bucket)` gets each bucket holding
+        this rank's gradients as they are (not divided by size) and reduce-scatters them."""
+        where = f"ZeroRedundancyOptimizer (rank {self.comm.rank})"
+        if self._hook_registered:
+            raise RuntimeError(f"{where}: the DataParallel already has a comm hook "
+                               f"({_hook_name(self._hook)}); ZeRO replaces the all-reduce with "
+                               "its reduce-scatter and cannot run a comm hook as well")
+        if self._synced_once:
+            raise RuntimeError(f"{where}: the DataParallel already exchanged gradients; build "
+                               "the optimizer before the first backward")
+        self.register_comm_hook(None, hook)
+        self.prescale = False
+
     def _on_grad_ready(self, param: Tensor) -> None:
         if not self.sync_enabled:
             return
@@ -259,17 +283,21 @@ class Reducer:
             raise RuntimeError(f"rank {self.comm.rank}: the gradient of '{bucket.names[position]}'"
                                " became ready twice in one backward pass; DataParallel supports "
                                "one backward per step (use no_sync() to accumulate)")
+        if bucket._buffer is None and not bucket.direct:
+            bucket.allocate()
         grad, view = param.grad.array, bucket.views[position]
-        scale = grad.dtype.type(1.0 / self.comm.size)
+        scale = grad.dtype.type(1.0 / self.comm.size) if self.prescale else None
         if bucket.direct:
             if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
                 grad = param.grad.array = get_array_module(grad).ascontiguousarray(grad)
-            grad *= scale
+            if scale is not None:
+                grad *= scale
             bucket.hold(grad)
         elif grad is view:
-            view *= scale
-        else:  # NOTE: one pass copies and averages; the grad then lives in the bucket
-            get_array_module(grad).multiply(grad, scale, out=view)
+            if scale is not None:
+                view *= scale
+        else:  # NOTE: one pass copies (and averages); the grad then lives in the bucket
+            get_array_module(grad).multiply(grad, scale if scale is not None else 1, out=view)
             param.grad = Tensor(view)
         bucket.staged[position] = True
         bucket.pending -= 1
@@ -280,6 +308,8 @@ class Reducer:
             p.grad = Tensor(get_array_module(p.array).zeros_like(p.array))
             bucket.hold(p.grad.array)
         else:
+            if bucket._buffer is None:
+                bucket.allocate()
             bucket.views[position][...] = 0
             p.grad = Tensor(bucket.views[position])
         bucket.staged[position], bucket.pending = True, bucket.pending - 1
