@@ -1,7 +1,21 @@
 """Image transforms on numpy arrays and Tensors, as torchvision.transforms (numpy only).
 
 Transforms other than ToTensor take a numpy array or a Tensor and return the same kind.
-Imports numpy and disttrain.tensor only.
+The random augmentations (RandomCrop, RandomHorizontalFlip, RandomVerticalFlip,
+RandomRotation, RandomAffine, ColorJitter, RandomErasing, GaussianNoise) live in
+disttrain.data.augment*, are exported here, and take one sample (C, H, W) or a whole batch
+(N, C, H, W) with its own random parameters per sample, in one vectorised pass.
+
+Reproducible augmentation, per rank and epoch: either reseed a Compose at each epoch
+(`aug.reseed(seed, rank, epoch)`, i.e. `set_generator(aug, seed_for(seed, rank, epoch))`), or
+augment whole batches from the loader, each batch seeded by (seed, rank, epoch, batch index):
+
+    >>> aug = Compose([RandomCrop(28, padding=2), RandomRotation(10)])
+    >>> train = BatchAugment([np.zeros((256, 1, 28, 28), np.float32)], aug, seed=0, rank=0)
+    >>> [x.shape for x in train]  # e.g. BatchAugment(DataLoader(...), aug, seed, dist.get_rank())
+    [(256, 1, 28, 28)]
+
+Imports numpy, disttrain.random and disttrain.tensor only.
 """
 
 from __future__ import annotations
@@ -10,15 +24,26 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from disttrain.data.augment import (
+    BatchAugment,
+    InterpolationMode,
+    RandomHorizontalFlip,
+    RandomTransform,
+    RandomVerticalFlip,
+    seed_for,
+    set_generator,
+)
+from disttrain.data.augment import unwrap as _unwrap
+from disttrain.data.augment_geometry import RandomAffine, RandomCrop, RandomRotation
+from disttrain.data.augment_pixel import ColorJitter, GaussianNoise, RandomErasing
 from disttrain.tensor import Tensor
 
-
-def _unwrap(x, owner: str) -> tuple[np.ndarray, bool]:
-    if isinstance(x, Tensor):
-        return x.array, True
-    if isinstance(x, np.ndarray):
-        return x, False
-    raise TypeError(f"{owner}: expected a numpy array or a Tensor, got {type(x).__name__}")
+__all__ = [
+    "BatchAugment", "ColorJitter", "Compose", "GaussianNoise", "InterpolationMode", "Lambda",
+    "Normalize", "Pad", "RandomAffine", "RandomCrop", "RandomErasing", "RandomHorizontalFlip",
+    "RandomRotation", "RandomTransform", "RandomVerticalFlip", "Resize", "ToTensor", "resize",
+    "seed_for", "set_generator",
+]
 
 
 def _pair(value, owner: str, name: str) -> tuple[int, int]:
@@ -94,8 +119,23 @@ class Compose:
             x = transform(x)
         return x
 
+    def reseed(self, seed: int, rank: int = 0, epoch: int = 0):
+        """Gives every random transform inside the generator `seed_for(seed, rank, epoch)` and
+        returns it (disttrain only): call it at the start of each epoch for augmentation that
+        is the same on every run and different on every rank and epoch.
+
+        Args:
+            seed: the run's base seed.
+            rank: this process's rank (`dist.get_rank()`).
+            epoch: the epoch about to start.
+        """
+        generator = seed_for(seed, rank, epoch)
+        set_generator(self, generator)
+        return generator
+
     def __repr__(self) -> str:
-        return f"Compose({self.transforms!r})"
+        lines = "".join(f"\n    {t}" for t in self.transforms)
+        return f"Compose({lines}\n)"
 
 
 class ToTensor:

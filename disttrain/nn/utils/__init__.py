@@ -1,4 +1,5 @@
-"""nn.utils: gradient clipping, flat parameter vectors, and `rnn` (pad_sequence)."""
+"""nn.utils: gradient clipping, flat parameter vectors, L1/L2 penalties, and `rnn`
+(pad_sequence)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 from disttrain.backend import get_array_module
 from disttrain.nn.utils import rnn  # noqa: F401  NOTE: torch's nn.utils.rnn path
+from disttrain.nn.utils.penalties import l1_penalty, l2_penalty  # noqa: F401
 from disttrain.tensor import Tensor
 
 
