@@ -109,7 +109,10 @@ class GraphBuilder:
         hint = name or op_type.lower()
         names = [self.fresh(hint) for _ in range(outputs)]
         attrs = {k: v for k, v in attrs.items() if v is not None}
-        self.nodes.append((op_type, list(inputs), names, attrs))
+        inputs = list(inputs)
+        while inputs and not inputs[-1]:  # NOTE: omitted trailing optional inputs are left off
+            inputs.pop()
+        self.nodes.append((op_type, inputs, names, attrs))
         return names[0] if outputs == 1 else names
 
     def error(self, message: str) -> ExportError:

@@ -106,7 +106,8 @@ def _permute(g, inputs, call):
     return g.node("Transpose", inputs, perm=list(call.params["order"]))
 
 
-_BROADCASTING = (ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum, ops.Minimum, ops.Where) + \
+_BROADCASTING = (ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Maximum, ops.Minimum, ops.Where,
+                 ops.MatMul) + \
     ((ops.PowTensor,) if hasattr(ops, "PowTensor") else ())
 
 
