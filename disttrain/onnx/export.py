@@ -32,7 +32,7 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
             trailing dict is taken as keyword arguments, as torch).
         f: a path (str or os.PathLike) or a binary file object the model is written to.
         export_params: must be True (weights are stored in the file).
-        verbose: print the graph (onnx.helper.printable_graph) after export.
+        verbose: print the graph (onnx.printer's text form) after export.
         input_names, output_names: names of the graph's inputs (the Tensors of args, in
             order) and outputs (the Tensors of the result, flattened); default input_0.. and
             output_0.. (input / output when there is one).
@@ -86,7 +86,7 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
                    _dynamic(dynamic_axes, inputs, input_names, outputs, output_names))
     onnx.checker.check_model(proto)
     if verbose:
-        print(onnx.helper.printable_graph(proto.graph))
+        print(onnx.printer.to_text(proto.graph))
     onnx.save_model(proto, os.fspath(f) if isinstance(f, (str, os.PathLike)) else f)
     return proto
 

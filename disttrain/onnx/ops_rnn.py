@@ -8,7 +8,8 @@ import numpy
 from disttrain.backend import asnumpy
 from disttrain.nn.rnn import RNNBase
 from disttrain.nn.utils.rnn import PackedSequence
-from disttrain.onnx.registry import register_module_converter
+from disttrain.onnx.registry import register_function_converter, register_module_converter
+from disttrain.ops.rnn import GRULayer, LSTMLayer, RNNLayer
 
 # NOTE: torch's gate blocks in ONNX's order: LSTM i f g o -> i o f c; GRU r z n -> z r h
 _ORDER = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN_TANH": (0,), "RNN_RELU": (0,)}
@@ -98,3 +99,56 @@ def _recurrent(g, module, call):
 
 
 register_module_converter(RNNBase, _recurrent)
+
+
+# ---------------------------------------------------------------- the recurrence primitives
+# NOTE: what the cells (and any other caller) apply: the input projection xg is already done,
+# so ONNX's input weights W are the identity with torch's gate blocks reordered
+_LAYER_MODES = {RNNLayer: "RNN", LSTMLayer: "LSTM", GRULayer: "GRU"}
+
+
+def _constant(g, name: str, what: str):
+    value = g.const_value(name)
+    if value is None:
+        raise g.error(f"cannot export a recurrence whose {what} is computed at run time")
+    return value
+
+
+def _layer_function(g, inputs, call):
+    mode = _LAYER_MODES[type(call.target)]
+    if call.params.get("lengths") is not None:
+        raise g.error(f"cannot export {mode} over padded sequences with lengths "
+                      "(PackedSequence): pass the padded tensor")
+    if mode == "RNN":
+        mode = "RNN_RELU" if call.params.get("nonlinearity") == "relu" else "RNN_TANH"
+    states = 2 if mode == "LSTM" else 1
+    xg, initial, w_hh = inputs[0], inputs[1:1 + states], inputs[1 + states]
+    size = call.inputs[0].shape[-1]
+    perm = numpy.concatenate([numpy.split(numpy.arange(size), len(_ORDER[mode]))[i]
+                              for i in _ORDER[mode]])
+    dtype = call.inputs[0].dtype
+    b_hh = _reorder(_constant(g, inputs[2 + states], "b_hh"), mode) if \
+        len(inputs) > 2 + states else numpy.zeros(size, dtype)
+    weights = [g.constant(numpy.eye(size, dtype=dtype)[perm][None], name="W_identity"),
+               g.constant(_reorder(_constant(g, w_hh, "w_hh"), mode)[None], name="R"),
+               g.constant(numpy.concatenate([numpy.zeros(size, dtype), b_hh])[None], name="B")]
+    initial = ["" if g.const_value(h) is not None and not g.const_value(h).any() else
+               g.node("Unsqueeze", [h, g.ints([0])]) for h in initial]
+    attrs = {**_attrs_of(mode, size // len(_ORDER[mode])),
+             "direction": "reverse" if call.params.get("reverse") else "forward"}
+    outs = g.node(_OP[mode], [xg, *weights, "", *initial], outputs=1 + states, **attrs)
+    y = g.node("Squeeze", [outs[0], g.ints([1])])
+    return y if mode != "LSTM" else g.node("Concat", [y, outs[2]], axis=0)
+
+
+def _attrs_of(mode: str, hidden: int) -> dict:
+    attrs = {"hidden_size": hidden}
+    if mode == "GRU":
+        attrs["linear_before_reset"] = 1
+    if mode.startswith("RNN_"):
+        attrs["activations"] = ["Tanh" if mode == "RNN_TANH" else "Relu"]
+    return attrs
+
+
+for _cls in _LAYER_MODES:
+    register_function_converter(_cls, _layer_function)

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy
 import pytest
-from onnx_runtime_check import Lambda, check_export, randn
+from onnx_runtime_check import Lambda, check_export, export_bytes, randn, run_both, session
 
 import disttrain as dt  # noqa: E402
 import disttrain.nn as nn  # noqa: E402
@@ -58,12 +58,30 @@ def test_lstm_with_initial_state():
     def make(n):
         return dt.randn(n, 5, 3), dt.randn(2, n, 4), dt.randn(2, n, 4)
     args = make(2)
-    from onnx_runtime_check import export_bytes, run_both, session
     data = export_bytes(model, args, input_names=["x", "h", "c"],
                         dynamic_axes={"x": [0], "h": [1], "c": [1]})
     sess = session(data)
     for n in (2, 3):
         run_both(model, make(n), sess, ["x", "h", "c"])
+
+
+@pytest.mark.parametrize("cell,state", [(nn.LSTMCell, 2), (nn.GRUCell, 1), (nn.RNNCell, 1),
+                                        (nn.LSTMCell, 0), (nn.GRUCell, 0)])
+def test_cells_unrolled(cell, state):
+    """Two steps of a cell, with the state given or left to the zero default."""
+    module = cell(3, 4)
+
+    def step(m, x, *hx):
+        hx = (hx if len(hx) > 1 else hx[0]) if hx else None
+        for t in range(2):
+            hx = m.cell(x[:, t], hx)
+        return hx
+    model = Lambda(step, cell=module)
+    output_axes = [0, 0] if cell is nn.LSTMCell else [0]
+
+    def make(n):
+        return (dt.randn(n, 2, 3),) + tuple(dt.randn(n, 4) for _ in range(state))
+    check_export(model, make, output_axes=output_axes)
 
 
 def test_unbatched_gru():
@@ -119,3 +137,25 @@ def test_weights_survive_a_state_dict_round_trip(tmp_path):
     state = model.state_dict()
     for name in ("conv.weight", "fc1.bias", "fc2.weight"):
         numpy.testing.assert_array_equal(weights[name], state[name])
+
+
+@pytest.mark.parametrize("name", ["transformer", "conv1d_bn"])
+def test_without_constant_folding(name):
+    if name == "transformer":
+        model, make = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), randn(5, 8)
+    else:
+        model = nn.Sequential(nn.Conv1d(2, 3, 3), nn.BatchNorm1d(3), nn.Flatten(),
+                              nn.Linear(3 * 6, 2))
+        make = randn(2, 8)
+    args = make(2)
+    data = export_bytes(model, args, do_constant_folding=False, dynamic_axes={"input": [0],
+                                                                             "output": [0]})
+    sess = session(data)
+    model.eval()
+    for n in (2, 3):
+        run_both(model, (make(n),), sess, ["input"])
+
+
+def test_verbose_prints_the_graph(capsys):
+    export_bytes(nn.Linear(3, 2), dt.randn(2, 3), verbose=True)
+    assert "Gemm" in capsys.readouterr().out
