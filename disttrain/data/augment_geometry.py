@@ -1,6 +1,7 @@
 """Geometric augmentation: RandomCrop, RandomRotation, RandomAffine, with torchvision's
 arguments and pixel conventions, vectorised over a batch (one grid, one gather, no loop over
-samples). Exported by `disttrain.data.transforms`. Imports numpy and disttrain.data.augment.
+samples). Exported by `disttrain.data.transforms`. Imports numpy and disttrain.data.augment,
+disttrain.data.warp.
 """
 
 from __future__ import annotations
@@ -11,106 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from disttrain.data.augment import InterpolationMode, RandomTransform, as_float_pair
-
-
-def inverse_affine_matrix(angle, translate=(0.0, 0.0), scale=1.0, shear=(0.0, 0.0),
-                          center=(0.0, 0.0)) -> np.ndarray:
-    """(N, 2, 3) matrices mapping an output pixel to the input pixel it samples, both as
-    (x, y) relative to the image centre: torchvision's `_get_inverse_affine_matrix` on arrays.
-
-    Args:
-        angle: (N,) rotation in degrees (torchvision's affine convention).
-        translate: (tx, ty) in pixels, each a number or an (N,) array.
-        scale: number or (N,) array, > 0.
-        shear: (sx, sy) in degrees, each a number or an (N,) array.
-        center: (cx, cy) relative to the image centre.
-
-    Example:
-        >>> bool(np.allclose(inverse_affine_matrix([0.0], translate=(2, 1))[0],
-        ...                  [[1, 0, -2], [0, 1, -1]]))
-        True
-    """
-    angle = np.atleast_1d(np.asarray(angle, dtype=np.float64))
-    (tx, ty), (cx, cy) = translate, center
-    rot, sx, sy = np.radians(angle), np.radians(shear[0]), np.radians(shear[1])
-    a = np.cos(rot - sy) / np.cos(sy)
-    b = -(a * np.tan(sx) + np.sin(rot))
-    c = np.sin(rot - sy) / np.cos(sy)
-    d = np.cos(rot) - c * np.tan(sx)
-    zero = np.zeros_like(angle)
-    m = np.stack(np.broadcast_arrays(d, -b, zero, -c, a, zero)) / scale  # (6, N)
-    # NOTE: C * RSS^-1 * C^-1 * T^-1: the inverse translation, then the centre
-    m[2] += cx - m[0] * (cx + tx) - m[1] * (cy + ty)
-    m[5] += cy - m[3] * (cx + tx) - m[4] * (cy + ty)
-    return m.T.reshape(-1, 2, 3)
-
-
-def expanded_size(matrix: np.ndarray, width: int, height: int) -> tuple[int, int]:
-    """(height, width) holding the whole transformed image (torchvision's expand=True)."""
-    corners = np.array([[-0.5, -0.5, 1.0], [-0.5, 0.5, 1.0], [0.5, 0.5, 1.0], [0.5, -0.5, 1.0]])
-    points = (corners * [width, height, 1.0]) @ np.asarray(matrix, np.float32).T
-    low = points.min(axis=0) + [width * 0.5, height * 0.5]
-    high = points.max(axis=0) + [width * 0.5, height * 0.5]
-    # NOTE: truncate to 1e-4 first, as torchvision, so 28.000000001 does not ceil to 29
-    size = np.ceil(np.trunc(high * 1e4) * 1e-4) - np.floor(np.trunc(low * 1e4) * 1e-4)
-    return int(size[1]), int(size[0])
-
-
-def warp_affine(batch: np.ndarray, matrix: np.ndarray, interpolation: str = "nearest",
-                fill=0.0, out_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Samples each image of a (N, C, H, W) batch through its own inverse matrix (N, 2, 3).
-
-    Output pixel (x, y), relative to the output centre, reads input pixel matrix @ (x, y, 1)
-    relative to the input centre, as torchvision's affine grid with grid_sample
-    (align_corners=False, zeros padding) and its fill rule: nearest puts `fill` where the
-    source is outside; bilinear mixes `fill` in by the outside weight.
-
-    Args:
-        batch: (N, C, H, W) array (integer dtypes are computed in float32 and rounded back).
-        matrix: (N, 2, 3) from `inverse_affine_matrix`.
-        interpolation: "nearest" (round half to even) or "bilinear".
-        fill: a number or one per channel.
-        out_size: (height, width) of the output; default the input's.
-    """
-    n, c, h, w = batch.shape
-    oh, ow = out_size or (h, w)
-    ftype = batch.dtype if batch.dtype.kind == "f" else np.dtype(np.float32)
-    m = matrix.astype(ftype)
-    xs = np.arange(ow, dtype=ftype) - ftype.type((ow - 1) / 2)
-    ys = np.arange(oh, dtype=ftype)[:, None] - ftype.type((oh - 1) / 2)
-    src = [m[:, k, 0, None, None] * xs + m[:, k, 1, None, None] * ys
-           + (m[:, k, 2] + ftype.type((size - 1) / 2))[:, None, None]
-           for k, size in ((0, w), (1, h))]
-    flat = np.moveaxis(batch, 1, 0).reshape(c, n * h * w)
-    base = (np.arange(n) * (h * w))[:, None, None]
-    fill = np.broadcast_to(np.asarray(fill, ftype).reshape(-1, 1, 1, 1), (c, 1, 1, 1))
-    if InterpolationMode(interpolation) is InterpolationMode.NEAREST:
-        ix, iy = (np.rint(s).astype(np.intp) for s in src)
-        out = flat[:, base + np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)]
-        outside = (ix < 0) | (ix >= w) | (iy < 0) | (iy >= h)
-        out = np.where(outside, fill.astype(out.dtype) if out.dtype.kind == "f" else
-                       np.rint(fill).astype(out.dtype), out)
-        return np.ascontiguousarray(np.moveaxis(out, 0, 1))
-    out = _bilinear(flat, base, src, h, w, fill)
-    out = np.moveaxis(out, 0, 1)
-    if batch.dtype.kind != "f":
-        return np.rint(out).astype(batch.dtype)
-    return np.ascontiguousarray(out)
-
-
-def _bilinear(flat, base, src, h: int, w: int, fill) -> np.ndarray:
-    x0, y0 = np.floor(src[0]), np.floor(src[1])
-    wx, wy = src[0] - x0, src[1] - y0
-    x0, y0 = x0.astype(np.intp), y0.astype(np.intp)
-    value, mask = 0.0, 0.0
-    for dy, dx, weight in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
-                           (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
-        ix, iy = x0 + dx, y0 + dy
-        weight = weight * ((ix >= 0) & (ix < w) & (iy >= 0) & (iy < h))
-        value = value + flat[:, base + np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)] * weight
-        mask = mask + weight
-    # NOTE: torchvision's fill rule: (sampled - fill) * inside_weight + fill
-    return (value - fill) * mask + fill
+from disttrain.data.warp import expanded_size, inverse_affine_matrix, warp_affine
 
 
 def check_fill(owner: str, fill):

@@ -413,7 +413,7 @@ def test_batch_augment_batch_kinds():
 
 @pytest.mark.parametrize("name", ["disttrain.data.augment", "disttrain.data.augment_geometry",
                                   "disttrain.data.augment_pixel", "disttrain.data.transforms",
-                                  "disttrain.nn.utils.penalties"])
+                                  "disttrain.data.warp", "disttrain.nn.utils.penalties"])
 def test_docstring_examples_run(name):
     import doctest
     import importlib
