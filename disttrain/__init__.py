@@ -14,6 +14,7 @@ _SUBMODULES = (
     "autograd", "backend", "cuda", "data", "distributed", "env", "factories", "files",
     "functional", "launch", "metrics", "nn", "ops", "optim", "random", "serialization", "utils",
     "tensor_functions", "accelerator", "backends", "multiprocessing", "training", "onnx",
+    "quantization",
 )  # fmt: skip
 # NOTE: no "tensor" submodule: dt.tensor is the function (as torch.tensor); the module is
 # `import disttrain.tensor` / `from disttrain.tensor import Tensor`
@@ -41,6 +42,7 @@ _FROM = {
         "reciprocal", "rsqrt", "square", "sign", "amax", "amin", "prod", "cumsum", "logsumexp",
         "any", "all"),
     "disttrain.backend": ("tune_malloc",),
+    "disttrain.quantization.qtypes": ("qint8", "quint8"),
 }  # fmt: skip
 _ALIASES = {  # NOTE: torch's names: dt.bool is torch.bool (the builtin stays in builtins)
     "bool": "disttrain.tensor:bool_", "float": "disttrain.tensor:float32",

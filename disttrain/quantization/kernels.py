@@ -1,0 +1,170 @@
+"""int8 x int8 -> int32 GEMM and convolution kernels on numpy, and requantization.
+
+How the integer products stay exact and fast: numpy has no fast integer GEMM (its int matmul
+is a plain loop, ~50x slower than BLAS), so the kernels run float32 BLAS on integer values
+and keep every partial sum exactly representable:
+
+- uint8 activations are shifted by -128 into [-128, 127] (exact), weights are int8 in
+  [-127, 127] (disttrain.quantization.qint8), so each product is at most 128 * 127 = 16256
+  < 2**14;
+- a float32 holds every integer below 2**24 exactly, so any sum of K such products, in any
+  order BLAS chooses (blocking, FMA), is exact while K * 16256 < 2**24, i.e. K <= 1032;
+- the K dimension is cut into blocks of K_BLOCK = 1024 and the exact block results are added
+  in int32; when K <= K_BLOCK and the per-channel offset (zero-point correction + int32 bias)
+  keeps every sum below 2**24, the float32 GEMM output is used as it is (no int32 pass; the
+  conv's (N*OH*OW, O) accumulators are the largest array of the int8 model).
+
+The shift is undone with the weight row sums: sum_k (x_k - z) w_k = sum_k (x_k - 128) w_k +
+(128 - z) sum_k w_k. tests/unit/test_quantization_kernels.py checks exactness against an int64
+GEMM. Imports numpy and disttrain.ops.conv (im2col) only.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from disttrain.ops.conv import im2col, pad2d
+
+K_BLOCK = 1024  # NOTE: 1024 * 128 * 127 = 16,646,144 < 2**24 = 16,777,216 (see module doc)
+_SHIFT = 128
+_MAX_PRODUCT = 128 * 127
+
+
+def shifted_activations(q):
+    """uint8 (or int8) activations as float32 values in [-128, 127] (uint8 minus 128)."""
+    out = q.astype(numpy.float32)
+    if q.dtype == numpy.uint8:
+        out -= _SHIFT
+    return out
+
+
+def weight_matrix(weight_q):
+    """(O, K...) int8 weights -> (K, O) float32 GEMM operand and (O,) int64 row sums."""
+    rows = weight_q.reshape(weight_q.shape[0], -1)
+    return rows.T.astype(numpy.float32), rows.sum(axis=1, dtype=numpy.int64)
+
+
+def exact_matmul(a, b):
+    """The int32 product of float32 matrices holding integers, a (M, K) in [-128, 127] and b
+    (K, N) in [-127, 127], exact for any K (blocks of K_BLOCK, see the module docstring)."""
+    k = a.shape[1]
+    if k <= K_BLOCK:
+        return (a @ b).astype(numpy.int32)
+    acc = numpy.zeros((a.shape[0], b.shape[1]), numpy.int32)
+    for start in range(0, k, K_BLOCK):
+        acc += (a[:, start:start + K_BLOCK] @ b[start:start + K_BLOCK]).astype(numpy.int32)
+    return acc
+
+
+def accumulate(a, b, offset):
+    """a @ b + offset (an int64 per output column) exactly: float32 when every partial sum
+    stays below 2**24 (K <= K_BLOCK and a small offset: one GEMM, no int32 pass), else int32.
+    Either way float32(result) is float32 of the exact sum, what requantize multiplies."""
+    if _fits_float32(a.shape[1], offset):
+        out = a @ b
+        out += offset.astype(numpy.float32)
+        return out
+    acc = exact_matmul(a, b)
+    acc += offset.astype(numpy.int32)
+    return acc
+
+
+def _offset(dtype, zero_point: int, row_sums, bias_q):
+    """The per-column integer added to the shifted GEMM: (128 - zero_point) * row sums (undo
+    the shift of uint8 activations) plus the int32 bias."""
+    offset = (_SHIFT - zero_point) * row_sums if dtype == numpy.uint8 else -zero_point * row_sums
+    return offset if bias_q is None else offset + bias_q
+
+
+def int8_linear(x_q, zero_point: int, weight_kn, row_sums, bias_q=None):
+    """Exact accumulators (see accumulate) sum_k (x_q - zero_point)[m, k] * w[n, k] (+ bias_q)
+    of uint8 x_q (M, K) with int8 weights given as weight_matrix's operand and row sums."""
+    return accumulate(shifted_activations(x_q), weight_kn,
+                      _offset(x_q.dtype, zero_point, row_sums, bias_q))
+
+
+def conv_chunks(x_q, zero_point: int, weight_q, stride, padding, dilation, groups: int,
+                bias_q=None):
+    """Yields (output rows, group, exact accumulators (rows, O/G)) of a uint8 (N, C, H, W)
+    input and int8 (O, C/G, kh, kw) weights, a few images at a time (im2col's chunks, so the
+    requantization runs while a chunk is in cache); the padding holds the zero point.
+    Output rows index the (N*OH*OW, O) channels-last result; see conv_output_size."""
+    out_c, _, kh, kw = weight_q.shape
+    x_pad = pad2d(x_q, (padding[0], padding[0], padding[1], padding[1]), zero_point)
+    oh, ow = conv_output_size(x_pad.shape[2:], (kh, kw), stride, dilation)
+    og, cg = out_c // groups, x_pad.shape[1] // groups
+    # NOTE: weight rows ordered (kh, kw, C/G) to match im2col's channels-last columns
+    rows = weight_q.reshape(groups, og, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+    mats = [weight_matrix(rows[g].reshape(og, -1)) for g in range(groups)]
+    bias_q = numpy.zeros(out_c, numpy.int64) if bias_q is None else bias_q
+    offsets = [_offset(x_q.dtype, zero_point, sums, bias_q[g * og:(g + 1) * og])
+               for g, (_, sums) in enumerate(mats)]
+    k = kh * kw * cg
+    fused = all(_fits_float32(k, offset) for offset in offsets)
+    if fused:  # NOTE: the offset as one more GEMM row against a column of ones: no extra pass
+        mats = [(numpy.vstack([kn, offset.astype(numpy.float32)[None]]), None)
+                for (kn, _), offset in zip(mats, offsets)]
+    for s, cols in im2col(x_pad.transpose(0, 2, 3, 1), (kh, kw), stride, dilation, (oh, ow),
+                          groups):
+        rows_out = slice(s.start * oh * ow, s.stop * oh * ow)
+        if fused:
+            buf = numpy.empty((len(cols), k + 1), numpy.float32)
+            buf[:, k] = 1.0
+        for g, (weight_kn, _) in enumerate(mats):
+            if fused:
+                buf[:, :k] = cols[:, g]
+                if x_q.dtype == numpy.uint8:
+                    buf[:, :k] -= _SHIFT
+                yield rows_out, g, buf @ weight_kn
+            else:
+                yield rows_out, g, accumulate(shifted_activations(cols[:, g]), weight_kn,
+                                              offsets[g])
+
+
+def _fits_float32(k: int, offset) -> bool:
+    """Whether k products and `offset` keep every partial sum below 2**24 (exact float32)."""
+    return k <= K_BLOCK and k * _MAX_PRODUCT + int(numpy.abs(offset).max(initial=0)) < 2 ** 24
+
+
+def conv_output_size(hw_padded, kernel, stride, dilation) -> tuple:
+    return tuple((size - d * (k - 1) - 1) // s + 1
+                 for size, k, s, d in zip(hw_padded, kernel, stride, dilation))
+
+
+def int8_conv2d(x_q, zero_point: int, weight_q, stride, padding, dilation, groups: int,
+                bias_q=None):
+    """The exact int64 accumulators (N*OH*OW, O) of conv_chunks and (OH, OW) (reference use;
+    the quantized layers requantize chunk by chunk instead)."""
+    n, _, h, w = x_q.shape
+    oh, ow = conv_output_size((h + 2 * padding[0], w + 2 * padding[1]), weight_q.shape[2:],
+                              stride, dilation)
+    og = weight_q.shape[0] // groups
+    acc = numpy.empty((n * oh * ow, weight_q.shape[0]), numpy.int64)
+    for rows, g, chunk in conv_chunks(x_q, zero_point, weight_q, stride, padding, dilation,
+                                      groups, bias_q):
+        acc[rows, g * og:(g + 1) * og] = chunk
+    return acc, (oh, ow)
+
+
+def requantize(acc, multiplier, zero_point: int, qmin: int = 0, qmax: int = 255):
+    """uint8 round(acc * multiplier) + zero_point, clipped to [qmin, qmax] (float32
+    accumulators are overwritten); multiplier is the per-output-channel float32 input_scale *
+    weight_scale / output_scale (along the last axis).
+    NOTE: float32(acc) times a float32 multiplier, round half to even, then the zero point:
+    ONNX Runtime's requantization, so its int8 kernels give the same integers."""
+    out = acc if acc.dtype == numpy.float32 else acc.astype(numpy.float32)
+    out *= multiplier
+    numpy.rint(out, out=out)
+    if zero_point:
+        out += zero_point
+    # NOTE: maximum + minimum in place: numpy.clip was 3x slower here
+    numpy.maximum(out, qmin, out=out)
+    numpy.minimum(out, qmax, out=out)
+    return out.astype(numpy.uint8)
+
+
+def bias_int32(bias, input_scale: float, weight_scale):
+    """The float bias as int32 in units of input_scale * weight_scale (ONNX's QLinearConv
+    bias), added to the accumulators before requantization."""
+    step = numpy.float32(input_scale) * numpy.asarray(weight_scale, numpy.float32)
+    return numpy.rint(numpy.asarray(bias, numpy.float32) / step).astype(numpy.int32)
