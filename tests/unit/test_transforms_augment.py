@@ -419,3 +419,19 @@ def test_docstring_examples_run(name):
     import importlib
     result = doctest.testmod(importlib.import_module(name), extraglobs={"np": np, "dt": dt})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_warps_in_threads_do_not_share_work_buffers():
+    from concurrent.futures import ThreadPoolExecutor
+    big = RNG.random((64, 2, 20, 20)).astype(np.float32)
+    cases = [(T.RandomRotation(30, interpolation=mode, generator=dt.Generator().manual_seed(i)),
+              big[:, :, :, :20 - i]) for i, mode in enumerate(["nearest", "bilinear"] * 2)]
+    params = [t.make_params(x) for t, x in cases]
+    expected = [t.apply(x, p) for (t, x), p in zip(cases, params, strict=True)]
+
+    def work(k):
+        (t, x), p = cases[k % 4], params[k % 4]
+        return all(np.array_equal(t.apply(x, p), expected[k % 4]) for _ in range(10))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(16)))
