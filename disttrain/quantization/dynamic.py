@@ -54,6 +54,7 @@ class DynamicQuantizedLinear(Module):
             self.register_buffer("bias", numpy.asarray(bias, numpy.float32))
         else:
             self.bias = None
+        self._weight_cache = kernels.WeightCache()
 
     @classmethod
     def from_float(cls, linear: Linear) -> DynamicQuantizedLinear:
@@ -65,7 +66,7 @@ class DynamicQuantizedLinear(Module):
         if array.shape[-1] != self.in_features:
             raise ValueError(f"DynamicQuantizedLinear: input has {array.shape[-1]} features, "
                              f"the layer expects {self.in_features} (input {array.shape})")
-        weight_kn, row_sums = kernels.weight_matrix(self.weight.array)
+        weight_kn, row_sums = self._weight_cache.get(self.weight.array)
         bias = None if self.bias is None else self.bias.array
         out = dynamic_linear(array.reshape(-1, self.in_features), weight_kn, row_sums,
                              self.weight_scale.array, bias)

@@ -203,5 +203,6 @@ def test_state_dict_is_int8_small_and_loads_back(tmp_path, digits, kind):
     assert int8_bytes <= 0.3 * float_bytes
     # a fresh converted skeleton (no calibration) takes the saved quantized state
     fresh = convert(prepare(small_cnn() if kind == "cnn" else model))
+    logits(fresh, images[:2])  # NOTE: fills the weight caches, which the load must refresh
     fresh.load_state_dict(dt.load(str(path)))
     assert (logits(fresh, images) == logits(qmodel, images)).all()
