@@ -90,6 +90,7 @@ class Trainer:
                             f"last group of an epoch may be short), got "
                             f"{type(train_loader).__name__}")
         self.train_loader, self.val_loader = train_loader, val_loader
+        self._check_batch_counts()
         self._restore()
         if self.state["stopped"]:
             self.say(f"training had stopped early after epoch {self.start_epoch - 1}")
@@ -104,6 +105,20 @@ class Trainer:
         finally:
             self._call("on_train_end")
         return self.history
+
+    def _check_batch_counts(self) -> None:
+        """Raises on every rank when the ranks' train loaders differ in length: DataParallel's
+        gradient allreduces would not pair up (a hang or garbage), e.g. shards of unequal
+        size without DistributedSampler."""
+        if self.comm is None or self.world_size == 1:
+            return
+        mine = _length(self.train_loader)
+        counts = self.comm.allgather(numpy.array([-1 if mine is None else mine], numpy.int64))
+        if (counts != counts[0]).any():
+            per_rank = {r: int(c) for r, c in enumerate(counts.reshape(-1))}
+            raise ValueError(f"fit: rank {self.rank}: train_loader yields a different number "
+                             f"of batches per rank {per_rank}: every rank must take as many "
+                             "optimizer steps; shard with DistributedSampler (equal shards)")
 
     def _call(self, hook: str, *args) -> None:
         for callback in (*self.callbacks, *self.loggers):

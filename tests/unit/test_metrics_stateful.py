@@ -267,3 +267,39 @@ def test_auroc_shapes_differing_between_ranks_raise_on_every_rank():
         assert isinstance(error, ValueError)
         assert f"AUROC.compute: rank {rank}: ranks hold rows of different shapes " \
                "{0: (3,), 1: (3, 5)}" in str(error)
+
+
+# ---------------------------------------------------------------- the default communicator
+class _TwinComm:
+    """Rank 0 of 2 whose peer holds exactly the same state."""
+
+    rank, size = 0, 2
+
+    def allgather(self, array):
+        return numpy.stack([array, array])
+
+    def allreduce_(self, array, op: str = "sum"):
+        array *= 2
+        return array
+
+
+def test_default_comm_is_the_world_dist_init_recorded(monkeypatch):
+    """comm=None reduces over the Communicator dist.init() recorded in disttrain.env (read at
+    compute(), so a metric made before init() reduces too); comm=False stays local; with no
+    group initialised the metric is local."""
+    from disttrain import env
+
+    default, local = M.Accuracy(C), M.Accuracy(C, comm=False)
+    for metric in (default, local):
+        metric.update(LOGITS, TARGET)
+    monkeypatch.setattr(env, "_world_comm", [None])
+    assert default.comm is None and default.compute() == local.compute()
+    twin = _TwinComm()
+    monkeypatch.setattr(env, "_world_comm", [twin])
+    assert default.comm is twin and local.comm is None
+    assert default.compute() == local.compute()  # NOTE: twice the counts, the same accuracy
+    mean = M.MeanMetric()
+    mean.update(3.0)
+    matrix = M.ConfusionMatrix(C)
+    matrix.update(LOGITS, TARGET)
+    assert mean.compute() == 3.0 and matrix.compute().sum() == 2 * N
