@@ -94,8 +94,14 @@ def convert_quantized_sequential(g, model: QuantizedSequential, call) -> str:
     """The module converter of QuantizedSequential (see the module docstring)."""
     x, qparams = g.value(call.inputs[0]), None
     prefix = f"{call.path}." if call.path else ""
+    rank = call.inputs[0].ndim  # NOTE: Gemm takes 2-D input only; Flatten makes it 2-D
     for child_name, module in model.named_children():
         name = prefix + child_name
+        if isinstance(module, QuantizedLinear) and rank != 2:
+            raise g.error(f"cannot export QuantizedLinear '{name}' on a {rank}-D input: the "
+                          "QDQ Gemm takes (N, in_features); flatten before it")
+        if isinstance(module, QuantizedPassThrough) and isinstance(module.module, Flatten):
+            rank = 2
         if isinstance(module, Quantize):
             qparams = module.qparams
             x = g.node("QuantizeLinear", [x, *_qparams(g, *qparams, name)])

@@ -68,3 +68,6 @@ def test_unexportable_quantized_layers_raise_naming_the_module():
     qmodel = static_quantize(nn.Sequential(nn.Linear(3, 4), nn.Sigmoid()).eval(), dt.randn(8, 3))
     with pytest.raises(ExportError, match=r"cannot export FloatFallback '1' \(FloatFallback\)"):
         export(qmodel, dt.randn(2, 3), io.BytesIO())
+    qmodel = static_quantize(nn.Sequential(nn.Linear(3, 4)).eval(), dt.randn(8, 5, 3))
+    with pytest.raises(ExportError, match=r"QuantizedLinear '0' on a 3-D input"):
+        export(qmodel, dt.randn(2, 5, 3), io.BytesIO())
