@@ -74,18 +74,18 @@ def predict(model, images) -> numpy.ndarray:
         return model(dt.tensor(images)).numpy()
 
 
-def latencies_ms(runners: dict, images, batch: int, repeats: int) -> dict:
+def latencies_ms(runners: dict, images, batch: int, repeats: int, clock) -> dict:
     """{name: median ms} of runner(batch of images), runs of all runners interleaved so
-    machine noise hits each alike."""
+    machine noise hits each alike; clock: time.perf_counter (wall) or time.process_time."""
     x = images[:batch]
     for run in runners.values():  # warm-up
         run(x)
     times = {name: [] for name in runners}
     for _ in range(repeats):
         for name, run in runners.items():
-            start = time.perf_counter()
+            start = clock()
             run(x)
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append((clock() - start) * 1e3)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -119,7 +119,8 @@ def measure(models: dict, images, labels, out_dir, args) -> dict:
         for name, model in models.items():
             runners[f"disttrain {name}"] = lambda x, m=model: predict(m, x)
             runners[f"onnxruntime {name}"] = result[name]["session"]
-        for key, ms in latencies_ms(runners, images, batch, args.repeats).items():
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        for key, ms in latencies_ms(runners, images, batch, args.repeats, clock).items():
             runtime, name = key.split()
             result[name][f"{runtime}_ms_batch{batch}"] = ms
     return result
@@ -163,6 +164,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=30, help="timed runs per latency")
     ap.add_argument("--threads", type=int, default=1,
                     help="threads for disttrain's BLAS and ONNX Runtime (default 1)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="latency clock: wall time, or this process's CPU time (steadier on "
+                         "a machine other jobs share; with --threads 1 both run one thread)")
     ap.add_argument("--out-dir", help="where the .safetensors/.onnx files go (default: a "
                                       "temporary folder)")
     ap.add_argument("--json", help="write the measurements here")
@@ -189,6 +193,8 @@ def main(argv=None):
         result = measure({"float32": float_model, "int8": int8_model}, images, labels,
                          out_dir, args)
     check = agreement(result, int8_model[-2].qparams[0])
+    print(f"latency: median of {args.repeats} interleaved runs, {args.clock} clock, "
+          f"{args.threads} thread(s)")
     print_table(result, check)
     if args.json:
         keep = {name: {k: v for k, v in r.items() if k not in ("logits", "ort_logits",

@@ -171,3 +171,14 @@ def test_docstring_examples_run(name):
     result = doctest.testmod(module, extraglobs={"numpy": numpy, "Tensor": Tensor},
                              report=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("shape", [(16, 24), (3, 5)])  # 8-byte words, and a ragged size
+def test_weight_cache_refreshes_on_in_place_writes(shape):
+    weight = numpy.random.default_rng(1).integers(-127, 128, shape).astype(numpy.int8)
+    cache = kernels.WeightCache()
+    first = cache.get(weight)
+    assert cache.get(weight) is first
+    weight[-1, -1] = -weight[-1, -1] - 1 if weight[-1, -1] != -127 else 5
+    kn, sums = cache.get(weight)
+    assert kn is not first[0] and (kn == weight.T).all() and (sums == weight.sum(1)).all()

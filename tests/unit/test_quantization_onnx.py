@@ -49,6 +49,20 @@ def test_static_cnn_in_onnx_runtime_agrees_with_disttrain():
     assert numpy.abs(got - expected).max() <= 2 * output_scale
 
 
+def test_conv_options_pooling_and_relu_layers_in_onnx_runtime():
+    dt.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=2), nn.ReLU(),
+                          nn.Conv2d(8, 6, 3, padding="same", dilation=2, bias=False),
+                          nn.MaxPool2d(3, stride=2, padding=1), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Flatten(), nn.Linear(6 * 4 * 4, 5)).eval()
+    x = dt.randn(24, 4, 15, 15)
+    qmodel = static_quantize(model, x)
+    _, session = _session(qmodel, x[:3])
+    expected, got = logits(qmodel, x), session.run(None, {"x": x.numpy()})[0]
+    assert got.shape == (24, 5)
+    assert numpy.abs(got - expected).max() <= 2 * qmodel[-2].qparams[0]
+
+
 def test_dynamic_linear_in_onnx_runtime_agrees_with_disttrain():
     dt.manual_seed(6)
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5)).eval()
