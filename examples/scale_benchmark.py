@@ -3,6 +3,7 @@
     python examples/scale_benchmark.py --ranks 1,2                 # ~3 min here; JSON + PNG
     python examples/scale_benchmark.py --ranks 1,2,4,8,16 --rounds 1 --out results/
     python examples/scale_benchmark.py --ranks 1,2 --no-torch --configs deep784-2048x3-10_b256
+    python examples/scale_benchmark.py --ranks 1,2,4 --no-torch --optimizer adam --zero-stage 1
 
 The driver (no --worker) launches, for each round and each rank count k (1 always included),
 `mpirun -n k python scale_benchmark.py --worker disttrain ...` and, when torch is installed,
@@ -15,6 +16,8 @@ is reported. In each k-rank run:
   plain  every rank trains its own model at the same time, no communication: for k = 1 this
          is t1 (one process alone), for k > 1 it is t1_conc (compute under contention)
   dp     DataParallel (disttrain) / DistributedDataParallel (torch, gloo): tN
+  zero   (--zero-stage 1|2) DataParallel + ZeroRedundancyOptimizer over --optimizer: step
+         time and the largest per-rank optimizer state against dp's
 efficiency = t1 / tN with t1 from the 1-rank run of the same round, and t1_conc / tN. For
 disttrain the exposed communication is DataParallel.stats['wait_s'] (the time the end of
 backward waited for the all-reduces) / tN, and comm is stats['comm_s'] (the time the
@@ -104,8 +107,22 @@ def worker_disttrain(args):
             layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
         return nn.Sequential(*layers)
 
-    def run(model, xs, ys, steps, warmup, dp=None):
-        opt = optim.SGD(model.parameters(), lr=0.01)
+    def make_opt(params, zero_stage=0):
+        cls, kwargs = (optim.Adam, {"lr": 1e-3}) if args.optimizer == "adam" else \
+            (optim.SGD, {"lr": 0.01})
+        if zero_stage:
+            return dist.ZeroRedundancyOptimizer(params, cls, comm=comm, stage=zero_stage,
+                                                **kwargs)
+        return cls(params, **kwargs)
+
+    def state_mb(opt):
+        if hasattr(opt, "optimizer_state_bytes"):
+            return opt.optimizer_state_bytes() / 2**20
+        return sum(v.nbytes for s in opt.state.values() for v in s.values()
+                   if hasattr(v, "nbytes")) / 2**20
+
+    def run(model, xs, ys, steps, warmup, dp=None, opt=None):
+        opt = make_opt(model.parameters()) if opt is None else opt
         loss_fn = nn.CrossEntropyLoss()
         ts, waits, comms = [], [], []
         for k in range(warmup + steps):
@@ -119,7 +136,7 @@ def worker_disttrain(args):
                 if dp is not None:
                     waits.append(dp.stats["wait_s"])
                     comms.append(dp.stats["comm_s"])
-        return ts, waits, comms
+        return ts, waits, comms, state_mb(opt)
 
     res = {}
     for name in args.configs.split(","):
@@ -128,14 +145,25 @@ def worker_disttrain(args):
         xs, ys = _pool(sizes, batch, rank)
         xs, ys = [dt.tensor(x) for x in xs], [dt.tensor(y) for y in ys]
         comm.barrier()
-        plain, _, _ = run(mlp(sizes), xs, ys, steps, warmup)
+        plain, _, _, _ = run(mlp(sizes), xs, ys, steps, warmup)
         plain = max_over_ranks(plain)
         comm.barrier()
         dp = dist.DataParallel(mlp(sizes), comm=comm, bucket_cap_mb=args.bucket_cap_mb)
-        ts, waits, comms = run(dp, xs, ys, steps, warmup, dp)
+        ts, waits, comms, dp_state = run(dp, xs, ys, steps, warmup, dp)
         ts, waits, comms = max_over_ranks(ts), max_over_ranks(waits), max_over_ranks(comms)
         nparam = sum(p.numel() for p in dp.parameters())
-        res[name] = {"plain_ms": float(np.median(plain)) * 1e3,
+        dp.remove()
+        zero = {}
+        if args.zero_stage:
+            comm.barrier()
+            dpz = dist.DataParallel(mlp(sizes), comm=comm, bucket_cap_mb=args.bucket_cap_mb)
+            opt = make_opt(dpz.parameters(), args.zero_stage)
+            tz, _, _, zero_state = run(dpz, xs, ys, steps, warmup, dpz, opt)
+            zero = {"zero_ms": float(np.median(max_over_ranks(tz))) * 1e3,
+                    "zero_state_MB": max(comm.allgather_obj(zero_state)),
+                    "dp_state_MB": dp_state}
+            dpz.remove()
+        res[name] = zero | {"plain_ms": float(np.median(plain)) * 1e3,
                      "dp_ms": float(np.median(ts)) * 1e3,
                      "wait_ms": float(np.median(waits)) * 1e3,
                      "comm_ms": float(np.median(comms)) * 1e3,
@@ -233,6 +261,8 @@ def _mpirun_cmd(args, k, worker):
             "--threads", str(args.threads), "--port", str(_free_port())]
     if args.bucket_cap_mb is not None:
         cmd += ["--bucket-cap-mb", str(args.bucket_cap_mb)]
+    if worker == "disttrain":
+        cmd += ["--optimizer", args.optimizer, "--zero-stage", str(args.zero_stage)]
     return cmd
 
 
@@ -321,6 +351,24 @@ def print_table(table, nrounds):
               f"{_fmt(r['exposed_share'], 2)} | {r['grad_MB']:.2f} |")
 
 
+def print_zero_table(runs, ranks, configs, args):
+    """DataParallel + the plain optimizer against DataParallel + ZeroRedundancyOptimizer:
+    step time and the largest per-rank optimizer state (per-round ratios, median [min-max])."""
+    print(f"\n### ZeRO stage {args.zero_stage} vs DataParallel, {args.optimizer}, ms per step "
+          f"and optimizer state MB per rank (median over {len(runs)} round(s) [min-max])\n")
+    print("| model | ranks | DataParallel ms | ZeRO ms | ZeRO / DP time | DP state MB | "
+          "ZeRO state MB | ZeRO / DP state |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in configs:
+        for k in ranks:
+            rows = [rnd[("disttrain", k)]["results"][name] for rnd in runs]
+            time_ratio = _summary([r["zero_ms"] / r["dp_ms"] for r in rows])
+            print(f"| {name} | {k} | {_fmt(_summary([r['dp_ms'] for r in rows]))} | "
+                  f"{_fmt(_summary([r['zero_ms'] for r in rows]))} | {_fmt(time_ratio, 2)} | "
+                  f"{rows[0]['dp_state_MB']:.3g} | {rows[0]['zero_state_MB']:.3g} | "
+                  f"{rows[0]['zero_state_MB'] / max(rows[0]['dp_state_MB'], 1e-12):.2f} |")
+
+
 def plot(table, configs, path):
     import matplotlib
 
@@ -387,6 +435,8 @@ def driver(args):
         runs.append(outs)
     table = summarize(runs, ranks, frameworks, configs)
     print_table(table, args.rounds)
+    if args.zero_stage:
+        print_zero_table(runs, ranks, configs, args)
     busy = [o["cpu_busy_before"] for r in runs for o in r.values()
             if o.get("cpu_busy_before") is not None]
     if busy and max(busy) > 0.15:
@@ -429,6 +479,11 @@ def main(argv=None):
     ap.add_argument("--bucket-cap-mb", type=float, default=None,
                     help="DataParallel bucket size (default: DataParallel's)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch DDP")
+    ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                    help="optimizer of every disttrain run (torch runs use SGD)")
+    ap.add_argument("--zero-stage", type=int, choices=[0, 1, 2], default=0,
+                    help="also time DataParallel + ZeroRedundancyOptimizer(stage=...) and "
+                         "report step time and optimizer state per rank against DataParallel")
     ap.add_argument("--out", default=os.environ.get("BENCH_RESULTS", "bench-results"),
                     help="folder for scale_benchmark.json and .png")
     ap.add_argument("--mpirun", help="mpirun to use (default: the one beside python)")

@@ -15,7 +15,7 @@ import numpy
 
 from disttrain import env
 from disttrain.backend import get_array_module
-from disttrain.distributed.buckets import assign_buckets
+from disttrain.distributed.buckets import DEFAULT_DIRECT_MB, assign_buckets
 from disttrain.distributed.comm_hooks import GradBucket, allreduce_hook
 from disttrain.distributed.watchdog import heartbeat
 from disttrain.tensor import Tensor, queue_callback
@@ -368,9 +368,13 @@ class Reducer:
         if not self._handles:  # NOTE: one rank, default hook: already the mean
             return
         self._start_step()
-        for p in self._slot:
-            if p.grad is not None:
-                self._stage(p)
+        # NOTE: bucket by bucket, each launched right after it is staged, while its gradients
+        # are still in cache (staging them all first left the first buckets cold)
+        for bucket in self.buckets:
+            for p in bucket.params:
+                if p.grad is not None:
+                    self._stage(p)
+            self._launch_ready()
         self._finish_step()
 
 
@@ -379,7 +383,8 @@ def _make_buckets(named_params: list, comm, cap_bytes: int, first_cap_bytes: int
     named = list(reversed(named_params))  # NOTE: gradients become ready roughly in this order
     dtypes = [p.dtype for _, p in named]
     sizes = [p.numel() * numpy.dtype(d).itemsize for (_, p), d in zip(named, dtypes)]
-    groups = assign_buckets(sizes, dtypes, cap_bytes, first_cap_bytes)
+    groups = assign_buckets(sizes, dtypes, cap_bytes, first_cap_bytes,
+                            min(cap_bytes, int(DEFAULT_DIRECT_MB * 2**20)))
     buckets, slot = [], {}
     for index, group in enumerate(groups):
         bucket = _Bucket(index, [named[i][1] for i in group], [named[i][0] for i in group],

@@ -113,3 +113,11 @@ def test_errors():
         assign_buckets([4], [F4], cap_bytes=0)
     with pytest.raises(ValueError, match=r"assign_buckets: cap_bytes must be positive, got -1"):
         assign_buckets([4], [F4], cap_bytes=-1)
+
+
+def test_tensors_of_direct_bytes_or_more_get_a_bucket_of_their_own():
+    mb = 2**20
+    sizes = [4, mb, 8, 2 * mb, mb - 1, 4]
+    assert assign_buckets(sizes, [F4] * 6, cap_bytes=8 * mb, direct_bytes=mb) == [
+        [1], [3], [0, 2, 4, 5]]
+    assert assign_buckets(sizes, [F4] * 6, cap_bytes=8 * mb) == [[0, 1, 2, 3, 4, 5]]
