@@ -152,7 +152,7 @@ def print_table(result: dict, check: dict) -> None:
           f"{check['max_abs_logit_diff']:.3g} (output scale {check['output_scale']:.3g})")
 
 
-def main(argv=None):
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", help="SimpleCNN weights (safetensors) instead of training")
@@ -170,12 +170,11 @@ def main(argv=None):
     ap.add_argument("--out-dir", help="where the .safetensors/.onnx files go (default: a "
                                       "temporary folder)")
     ap.add_argument("--json", help="write the measurements here")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    dt.manual_seed(args.seed)
-    dt.set_num_threads(args.threads)
-    train_set = datasets.Digits("train", val_fraction=0.2, seed=args.seed)
-    images, labels = stack(datasets.Digits("val", val_fraction=0.2, seed=args.seed))
+
+def float_and_int8_models(train_set, args) -> tuple:
+    """(the trained float32 Sequential, its int8 conversion calibrated on training images)."""
     cnn = load_simple_cnn_class()()
     if args.checkpoint:
         cnn.load_state_dict(dt.load(args.checkpoint))
@@ -185,7 +184,16 @@ def main(argv=None):
     prepared = prepare(float_model)  # fuses conv+relu1, fc1+relu2; HistogramObserver
     calibration, _ = stack(train_set, args.calibration_images)
     predict(prepared, calibration)
-    int8_model = convert(prepared)
+    return float_model, convert(prepared)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dt.manual_seed(args.seed)
+    dt.set_num_threads(args.threads)
+    train_set = datasets.Digits("train", val_fraction=0.2, seed=args.seed)
+    images, labels = stack(datasets.Digits("val", val_fraction=0.2, seed=args.seed))
+    float_model, int8_model = float_and_int8_models(train_set, args)
     print(int8_model)
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = pathlib.Path(args.out_dir or tmp)
@@ -197,8 +205,8 @@ def main(argv=None):
           f"{args.threads} thread(s)")
     print_table(result, check)
     if args.json:
-        keep = {name: {k: v for k, v in r.items() if k not in ("logits", "ort_logits",
-                                                                "session")}
+        drop = ("logits", "ort_logits", "session")
+        keep = {name: {k: v for k, v in r.items() if k not in drop}
                 for name, r in result.items()}
         pathlib.Path(args.json).write_text(json.dumps({**keep, "agreement": check}, indent=2))
     return result, check

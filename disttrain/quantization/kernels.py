@@ -205,4 +205,7 @@ def bias_int32(bias, input_scale: float, weight_scale):
     """The float bias as int32 in units of input_scale * weight_scale (ONNX's QLinearConv
     bias), added to the accumulators before requantization."""
     step = numpy.float32(input_scale) * numpy.asarray(weight_scale, numpy.float32)
-    return numpy.rint(numpy.asarray(bias, numpy.float32) / step).astype(numpy.int32)
+    bias_q = numpy.rint(numpy.asarray(bias, numpy.float64) / step)
+    # NOTE: saturate (an all-zero weight channel has a tiny scale) instead of wrapping around
+    info = numpy.iinfo(numpy.int32)
+    return numpy.clip(bias_q, info.min, info.max).astype(numpy.int32)

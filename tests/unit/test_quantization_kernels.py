@@ -107,6 +107,8 @@ def test_requantize_rounds_half_to_even_and_clips():
 def test_bias_int32_units():
     bias = kernels.bias_int32([0.3, -0.3], 0.1, numpy.array([0.5, 1.0], numpy.float32))
     assert bias.dtype == numpy.int32 and bias.tolist() == [6, -3]
+    huge = kernels.bias_int32([1.0, -1.0], 1e-3, numpy.array([1e-9, 1e-9], numpy.float32))
+    assert huge.tolist() == [2 ** 31 - 1, -2 ** 31]
 
 
 def test_qparams_hold_zero_exactly_and_roundtrip_within_half_a_step():
