@@ -17,7 +17,7 @@ Example:
     ...                output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}})
 """
 
-from disttrain.onnx import ops_layers, ops_math, ops_rnn  # noqa: F401 (register the converters)
+from disttrain.onnx import ops_layers, ops_logic, ops_math, ops_rnn  # noqa: F401 (registers)
 from disttrain.onnx.export import export
 from disttrain.onnx.graph import ExportError, GraphBuilder
 from disttrain.onnx.registry import (

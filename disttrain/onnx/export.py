@@ -79,7 +79,7 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
     for tensor, name in zip(inputs, input_names):
         g.fresh(name)
         g.bind(tensor, name)
-    for call in calls:
+    for call in _live(calls, outputs):
         _convert(g, call, do_constant_folding)
     g.call = None
     proto = _build(onnx, g, model, inputs, input_names, outputs, output_names,
@@ -145,6 +145,31 @@ def _consumers(calls) -> dict:
         for tensor in call.inputs:
             consumers.setdefault(id(tensor), []).append(call)
     return consumers
+
+
+def _ids(value) -> list[int]:
+    """ids by which a later call may refer to `value`: the Tensor, its array, and for arrays
+    (an index, a condition) the arrays they are views of."""
+    ids, array = [id(value)], getattr(value, "array", value)
+    while hasattr(array, "strides") and hasattr(array, "base"):  # numpy/cupy arrays only
+        ids.append(id(array))
+        array = array.base
+    return ids
+
+
+def _live(calls, outputs) -> list:
+    """The calls the outputs depend on, in order: a traced op nobody reads (a loss, a
+    shape check) is neither converted nor required to have a converter."""
+    needed = {i for t in outputs for i in _ids(t)}
+    live = []
+    for call in reversed(calls):
+        if not any(i in needed for t in call.outputs for i in (id(t), id(t.array))):
+            continue
+        live.append(call)
+        for value in [*call.inputs, *call.params.values(), *call.arguments.values()]:
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                needed.update(_ids(item))
+    return live[::-1]
 
 
 def _convert(g: GraphBuilder, call, fold: bool) -> None:

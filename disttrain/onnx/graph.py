@@ -53,8 +53,22 @@ class GraphBuilder:
         return id(tensor) in self._by_tensor or id(tensor.array) in self._by_array
 
     def known_array(self, array) -> bool:
-        """True when `array` belongs to a Tensor the trace has named."""
-        return id(array) in self._by_array
+        """True when `array` (or the array it broadcasts) belongs to a Tensor the trace
+        has named."""
+        return self._named_base(array) is not None
+
+    def _named_base(self, array):
+        """The name of `array`, or of the array it is a broadcast view of (dt.where and
+        masked_fill broadcast their condition): ONNX broadcasts it the same way."""
+        while array is not None:
+            name = self._by_array.get(id(array))
+            if name is not None:
+                return name
+            base = getattr(array, "base", None)
+            if not _broadcasts(base, array):
+                return None
+            array = base
+        return None
 
     def value(self, tensor) -> str:
         """The ONNX name of a Tensor; a leaf becomes an initializer on first use."""
@@ -68,7 +82,7 @@ class GraphBuilder:
     def array_value(self, array) -> str:
         """The ONNX name of an array a call got as a keyword argument (an index, a mask): the
         Tensor it belongs to if the trace saw one, else a constant."""
-        name = self._by_array.get(id(array))
+        name = self._named_base(array)
         if name is not None:
             return name
         leaf = self.leaf_names.get(id(array))
@@ -119,3 +133,14 @@ class GraphBuilder:
         """An ExportError naming where the call being converted ran."""
         where = f" (produced inside {self.call.where()})" if self.call is not None else ""
         return ExportError(f"onnx.export: {message}{where}")
+
+
+def _broadcasts(base, view) -> bool:
+    """True when `view` is numpy's broadcast_to of `base` (same rank, zero strides where a
+    size-1 dim was stretched, base's strides elsewhere)."""
+    if base is None or getattr(base, "ndim", None) != view.ndim:
+        return False
+    for a, b, sa, sb in zip(view.shape, base.shape, view.strides, base.strides):
+        if not (a == b and (sa == sb or a == 1)) and not (b == 1 and sa == 0):
+            return False
+    return True

@@ -12,6 +12,8 @@ Three kinds of converter, each looked up while the exporter walks what the trace
 - functional converters, per function of disttrain.functional (by name): like module
   converters for composites whose graph holds data-dependent constants (leaky_relu's condition,
   embedding's indices). `fn(g, call)`; `call.arguments` holds the bound arguments.
+- Tensor method converters, per method name, for results autograd does not record
+  (comparisons, argmax): `fn(g, call)` as functional converters, "self" the first argument.
 
 `g` is the GraphBuilder (disttrain.onnx.graph): `g.value(tensor)` names any Tensor,
 `g.node(op_type, inputs, **attrs)` adds a node, `g.constant(array)` an initializer,
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 _FUNCTIONS: dict = {}
 _MODULES: dict = {}
 _FUNCTIONALS: dict = {}
+_METHODS: dict = {}
 
 
 @dataclass
@@ -104,6 +107,20 @@ def register_functional_converter(name: str, converter, when=None) -> None:
     if not isinstance(name, str):
         raise TypeError(f"register_functional_converter: name must be a str, got {name!r}")
     _FUNCTIONALS[name] = (_checked(converter), when)
+
+
+def register_tensor_method_converter(name: str, converter, when=None) -> None:
+    """Exports calls of the Tensor method `name` whose result autograd does not record
+    (comparisons, argmax, logical ops) with `converter(g, call)`; `call.arguments` holds the
+    bound arguments, "self" first. `when(call.arguments) -> bool` may decline (the result is
+    then a constant of the export)."""
+    if not isinstance(name, str):
+        raise TypeError(f"register_tensor_method_converter: name must be a str, got {name!r}")
+    _METHODS[name] = (_checked(converter), when)
+
+
+def tensor_method_converters() -> dict:
+    return dict(_METHODS)
 
 
 def function_converter(function_class: type):

@@ -97,7 +97,7 @@ def _whole(fn, args, kwargs, kind, target, converter, arguments=None):
     return result
 
 
-def _traced_functional(name, original, converter, when):
+def _traced_functional(name, original, converter, when, kind="functional"):
     signature = inspect.signature(original)
 
     def functional(*args, **kwargs):
@@ -107,7 +107,7 @@ def _traced_functional(name, original, converter, when):
         bound.apply_defaults()
         if when is not None and not when(bound.arguments):
             return original(*args, **kwargs)
-        return _whole(original, args, kwargs, "functional", name, converter,
+        return _whole(original, args, kwargs, kind, name, converter,
                       arguments=dict(bound.arguments))
     functional.__wrapped__ = original
     return functional
@@ -130,6 +130,16 @@ def _functional_patches() -> list:
     return patches
 
 
+def _method_patches() -> list:
+    """(Tensor, name, original or None, replacement) for every registered Tensor method."""
+    patches = []
+    for name, (converter, when) in registry.tensor_method_converters().items():
+        original = getattr(Tensor, name)
+        replacement = _traced_functional(name, original, converter, when, kind="method")
+        patches.append((Tensor, name, Tensor.__dict__.get(name), replacement))
+    return patches
+
+
 @contextlib.contextmanager
 def trace(model: Module):
     """Records every Function, registered module and registered functional the forward runs
@@ -137,7 +147,7 @@ def trace(model: Module):
     if _State.active:
         raise RuntimeError("onnx.export: already exporting (export is not reentrant or "
                            "thread-safe)")
-    patches = _functional_patches()
+    patches = _functional_patches() + _method_patches()
     original_apply, original_call = Function.__dict__["apply"], Module.__call__
     _State.active, _State.calls, _State.stack, _State.suspended = True, [], [], 0
     _State.names = {id(m): name for name, m in model.named_modules()}
@@ -149,6 +159,9 @@ def trace(model: Module):
         yield _State.calls
     finally:
         Function.apply, Module.__call__ = original_apply, original_call
-        for module, name, base, _ in patches:
-            setattr(module, name, base)
+        for owner, name, base, _ in patches:
+            if base is None:  # NOTE: a Tensor method inherited from a mixin: unshadow it
+                delattr(owner, name)
+            else:
+                setattr(owner, name, base)
         _State.active, _State.names, _State.stack = False, {}, []

@@ -57,6 +57,16 @@ def test_loss_in_forward_is_named():
         export(model, dt.randn(2, 3), io.BytesIO())
 
 
+def test_unused_unsupported_op_is_not_converted():
+    model = Lambda(lambda m, x: (Xyz.apply(x), F.cross_entropy(x, x.argmax(1)), x + 1)[2])
+    check_export(model, randn(3))
+
+
+def test_argmax_of_whole_tensor():
+    model = Lambda(lambda m, x: x.argmax())
+    check_export(model, lambda n: dt.randn(2, 5), batches=(2,), dynamic=False)
+
+
 def test_boolean_mask_index_is_refused():
     model = Lambda(lambda m, x: x[m.keep])
     model.register_buffer("keep", dt.tensor(numpy.array([True, False, True])))

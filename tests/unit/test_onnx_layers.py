@@ -125,6 +125,12 @@ FUNCTIONAL = {
                          randn(2, 7, 9)),
     "interpolate_linear_1d": (lambda m, x: F.interpolate(x, scale_factor=2, mode="linear"),
                               randn(2, 5)),
+    "where_comparison": (lambda m, x: dt.where(x > 0, x, x * 0.1) + dt.where(x <= -0.5, 1.0, x),
+                         randn(5)),
+    "masked_fill_comparison": (lambda m, x: x.masked_fill((x < -0.5) | (x >= 1.0), 0.0)
+                               .masked_fill(~(x != x), 0.5 * x), randn(5)),
+    "logical_and_eq": (lambda m, x: dt.where((x > 0) & x.lt(m.w[0, :1]), x, -x), randn(4)),
+    "argmax_argmin": (lambda m, x: (x.argmax(-1), x.argmin(1, keepdim=True)), randn(3, 4)),
     "where_constant": (lambda m, x: dt.where(m.mask, x, x * 0), randn(4)),
     "masked_fill_tril": (lambda m, x: x.tril(), randn(4, 4)),
     "normalize": (lambda m, x: F.normalize(x, dim=-1), randn(5)),
