@@ -5,7 +5,8 @@ functional is recorded), each recorded call becomes ONNX nodes through its conve
 model is checked with onnx.checker. Other modules extend the exporter through the registry:
 `register_function_converter(FunctionClass, fn)`, `register_module_converter(ModuleClass, fn)`
 (a whole module as nodes, not traced inside: e.g. quantized layers) and
-`register_functional_converter(name, fn)`; see disttrain.onnx.registry for the signatures.
+`register_functional_converter(name, fn)`, `register_tensor_method_converter(name, fn)`; see
+disttrain.onnx.registry for the signatures.
 
 Importing this package does not import the onnx package (export does, on first call).
 
@@ -25,7 +26,9 @@ from disttrain.onnx.registry import (
     register_function_converter,
     register_functional_converter,
     register_module_converter,
+    register_tensor_method_converter,
 )
 
 __all__ = ["export", "ExportError", "GraphBuilder", "Call", "register_function_converter",
-           "register_module_converter", "register_functional_converter"]
+           "register_module_converter", "register_functional_converter",
+           "register_tensor_method_converter"]

@@ -79,7 +79,9 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
     for tensor, name in zip(inputs, input_names):
         g.fresh(name)
         g.bind(tensor, name)
-    for call in _live(calls, outputs):
+    live = _live(calls, outputs)
+    g.produced = {id(t) for call in live for t in call.outputs}
+    for call in live:
         _convert(g, call, do_constant_folding)
     g.call = None
     proto = _build(onnx, g, model, inputs, input_names, outputs, output_names,
@@ -265,10 +267,31 @@ def _build(onnx, g, model, inputs, input_names, outputs, output_names, dynamic):
 def _live_nodes(nodes, needed: set, rename: dict) -> list:
     """The nodes the outputs depend on, in order, with `rename` applied to value names."""
     kept = []
-    for op, ins, outs, attrs in reversed(nodes):
+    for op, ins, outs, attrs in reversed(_topological(nodes)):
         outs = [rename.get(o, o) for o in outs]
         if any(o in needed for o in outs):
             ins = [rename.get(i, i) for i in ins]
             needed.update(i for i in ins if i)
             kept.append((op, ins, outs, attrs))
     return kept[::-1]
+
+
+def _topological(nodes: list) -> list:
+    """`nodes` with each after the producers of its inputs (a converter may refer to a value
+    produced later in the trace, see GraphBuilder.value_later); otherwise in order."""
+    producer = {o: i for i, node in enumerate(nodes) for o in node[2]}
+    done, order = set(), []
+    for root in range(len(nodes)):
+        stack = [(root, False)]
+        while stack:
+            i, ready = stack.pop()
+            if i in done:
+                continue
+            if ready:
+                done.add(i)
+                order.append(nodes[i])
+                continue
+            stack.append((i, True))
+            stack.extend((producer[name], False) for name in reversed(nodes[i][1])
+                         if producer.get(name, i) != i and producer[name] not in done)
+    return order

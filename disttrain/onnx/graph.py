@@ -32,6 +32,8 @@ class GraphBuilder:
         self._by_array: dict = {}  # id(array) -> name (a .detach() or .data shares the array)
         self._alive: list = []  # keeps the mapped Tensors alive so no id is reused
         self._used: set = set()
+        self._reserved: dict = {}  # id(Tensor) -> name promised by value_later
+        self.produced: set = set()  # ids of the Tensors some converted call will produce
         self.call = None  # the Call being converted (for error messages)
 
     # ------------------------------------------------------------------ names
@@ -45,12 +47,27 @@ class GraphBuilder:
 
     def bind(self, tensor, name: str) -> None:
         """Makes `name` the ONNX value of `tensor` (and of its array)."""
+        promised = self._reserved.pop(id(tensor), None)
+        if promised is not None and promised != name:
+            self.nodes.append(("Identity", [name], [promised], {}))
         self._by_tensor[id(tensor)] = name
         self._by_array.setdefault(id(tensor.array), name)
         self._alive.append(tensor)
 
     def known(self, tensor) -> bool:
         return id(tensor) in self._by_tensor or id(tensor.array) in self._by_array
+
+    def value_later(self, tensor) -> str | None:
+        """The name of a Tensor a call later in the trace produces (a forward reference; the
+        nodes are sorted topologically when the model is built), or None if none does."""
+        if self.known(tensor):
+            return self.value(tensor)
+        if id(tensor) not in self.produced:
+            return None
+        if id(tensor) not in self._reserved:
+            self._reserved[id(tensor)] = self.fresh("pending")
+            self._alive.append(tensor)
+        return self._reserved[id(tensor)]
 
     def known_array(self, array) -> bool:
         """True when `array` (or the array it broadcasts) belongs to a Tensor the trace

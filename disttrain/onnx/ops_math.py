@@ -120,7 +120,38 @@ def _expand(g, inputs, call):
         return g.node("Identity", inputs)
     in_shape = call.inputs[0].shape
     shape = [1 if a == b else b for a, b in zip(in_shape, call.params["shape"])]
+    peer = _cat_peer(g, call, consumers)
+    if peer is not None:
+        return g.node("Expand", [inputs[0], _shape_like(g, peer, shape)])
     return g.node("Expand", [inputs[0], g.ints(shape)])
+
+
+def _cat_peer(g, call, consumers):
+    """(another input of the Cat this Expand feeds, the Cat's axis), or None."""
+    for consumer in consumers:
+        if consumer.kind == "function" and isinstance(consumer.target, ops.Cat):
+            for other in consumer.inputs:
+                if other is call.output or other.ndim != call.output.ndim:
+                    continue
+                name = g.value_later(other)
+                if name is not None and g.const_value(name) is None:
+                    return name, consumer.params["axis"]
+    return None
+
+
+def _shape_like(g, peer, shape) -> str:
+    """The Expand target of a tensor concatenated with `peer`: peer's run-time shape (its
+    batch dim may change), with the static size on the Cat axis and 1 where nothing grows.
+    NOTE: e.g. a class token or bias_k expanded to the batch, then concatenated (ViT, MHA)."""
+    name, axis = peer
+    parts = []
+    for i, n in enumerate(shape):
+        if n == 1 or i == axis:
+            parts.append(g.ints([n if i != axis else 1]))
+        else:
+            dim = g.node("Shape", [name], start=i, end=i + 1)
+            parts.append(dim)
+    return g.node("Concat", parts, axis=0)
 
 
 def _cat(g, inputs, call):

@@ -112,6 +112,42 @@ def test_transformer_encoder_with_causal_mask():
     check_export(model, randn(5, 8))
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_with_bias_kv(batch_first):
+    """bias_k / bias_v are expanded to the batch and concatenated: the expand takes the
+    batch from the run-time shape."""
+    mha = nn.MultiheadAttention(8, 2, batch_first=batch_first, add_bias_kv=True)
+    model = Lambda(lambda m, x: m.mha(x, x, x)[0], mha=mha)
+    axis = 0 if batch_first else 1
+    make = (lambda n: dt.randn(n, 5, 8)) if batch_first else (lambda n: dt.randn(5, n, 8))
+    check_export(model, make, batch_axis=axis)
+
+
+class ClassToken(nn.Module):
+    """ViT's class token: a parameter expanded to the batch, concatenated before the
+    (later computed) patch embeddings."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Parameter(dt.randn(1, 1, 8))
+        self.embed = nn.Linear(6, 8)
+
+    def forward(self, x):
+        return dt.cat([self.cls.expand(x.shape[0], -1, -1), self.embed(x)], dim=1)
+
+
+def test_class_token_expanded_to_the_batch():
+    check_export(ClassToken(), randn(4, 6))
+
+
+def test_full_transformer_two_inputs():
+    model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                           dim_feedforward=16, batch_first=True)
+    mask = nn.Transformer.generate_square_subsequent_mask(4)
+    wrapper = Lambda(lambda m, src, tgt: m.t(src, tgt, tgt_mask=mask), t=model)
+    check_export(wrapper, lambda n: (dt.randn(n, 5, 8), dt.randn(n, 4, 8)))
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "transformer"])
 def test_char_lm_models(kind):
     cfg = {"model": kind, "layers": 2, "d_model": 16, "hidden": 24, "heads": 2, "ff": 32,
