@@ -175,8 +175,9 @@ class FloatFallback(_Requantized):
 
 
 class QuantizedSequential(Module):
-    """A converted model: Quantize, the quantized layers in order, DeQuantize. Inference only:
-    it has no Parameters, its output has no gradient, and train() raises."""
+    """A converted model: Quantize, the quantized layers in order, DeQuantize (a nested
+    Sequential becomes a QuantizedSequential of its layers only, QTensor in and out).
+    Inference only: it has no Parameters, its output has no gradient, and train() raises."""
 
     def __init__(self, modules: dict):
         super().__init__()
@@ -184,8 +185,8 @@ class QuantizedSequential(Module):
             self.add_module(name, module)
         object.__setattr__(self, "training", False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.requires_grad:
+    def forward(self, x):
+        if isinstance(x, Tensor) and x.requires_grad:
             x = x.detach()
         for module in self._modules.values():
             x = module(x)

@@ -92,33 +92,42 @@ def _pass_through(g, module, x: str, qparams: tuple, where: str) -> str:
 
 def convert_quantized_sequential(g, model: QuantizedSequential, call) -> str:
     """The module converter of QuantizedSequential (see the module docstring)."""
-    x, qparams = g.value(call.inputs[0]), None
     prefix = f"{call.path}." if call.path else ""
-    rank = call.inputs[0].ndim  # NOTE: Gemm takes 2-D input only; Flatten makes it 2-D
+    x, _, _ = _emit_layers(g, model, (g.value(call.inputs[0]), None, call.inputs[0].ndim),
+                           prefix)
+    return x
+
+
+def _emit_layers(g, model: QuantizedSequential, state: tuple, prefix: str) -> tuple:
+    """Nodes of model's layers from state = (value, its (scale, zero_point), its rank)."""
     for child_name, module in model.named_children():
-        name = prefix + child_name
-        if isinstance(module, QuantizedLinear) and rank != 2:
+        state = _emit_layer(g, module, state, prefix + child_name)
+    return state
+
+
+def _emit_layer(g, module, state: tuple, name: str) -> tuple:
+    x, qparams, rank = state
+    if isinstance(module, Quantize):
+        return g.node("QuantizeLinear", [x, *_qparams(g, *module.qparams, name)]), \
+            module.qparams, rank
+    if isinstance(module, DeQuantize):
+        return g.node("DequantizeLinear", [x, *_qparams(g, *qparams, name)]), None, rank
+    if isinstance(module, QuantizedSequential):
+        return _emit_layers(g, module, state, f"{name}.")
+    if isinstance(module, (QuantizedLinear, QuantizedConv2d)):
+        if isinstance(module, QuantizedLinear) and rank != 2:  # NOTE: Gemm takes 2-D input
             raise g.error(f"cannot export QuantizedLinear '{name}' on a {rank}-D input: the "
                           "QDQ Gemm takes (N, in_features); flatten before it")
-        if isinstance(module, QuantizedPassThrough) and isinstance(module.module, Flatten):
-            rank = 2
-        if isinstance(module, Quantize):
-            qparams = module.qparams
-            x = g.node("QuantizeLinear", [x, *_qparams(g, *qparams, name)])
-        elif isinstance(module, DeQuantize):
-            x = g.node("DequantizeLinear", [x, *_qparams(g, *qparams, name)])
-        elif isinstance(module, (QuantizedLinear, QuantizedConv2d)):
-            x, qparams = _weighted(g, module, x, qparams, name)
-        elif isinstance(module, QuantizedPassThrough):
-            x = _pass_through(g, module, x, qparams, name)
-        elif isinstance(module, Identity):
-            continue
-        else:
-            kind = "FloatFallback" if isinstance(module, FloatFallback) else "layer"
-            raise g.error(f"cannot export {kind} '{name}' ({type(module).__name__}) of a "
-                          "quantized model; quantize only Linear/Conv2d/MaxPool2d/Flatten/ReLU/"
-                          "Dropout layers to export it")
-    return x
+        return (*_weighted(g, module, x, qparams, name), rank)
+    if isinstance(module, QuantizedPassThrough):
+        flattens = isinstance(module.module, Flatten)
+        return _pass_through(g, module, x, qparams, name), qparams, 2 if flattens else rank
+    if isinstance(module, Identity):
+        return state
+    kind = "FloatFallback" if isinstance(module, FloatFallback) else "layer"
+    raise g.error(f"cannot export {kind} '{name}' ({type(module).__name__}) of a quantized "
+                  "model; quantize only Linear/Conv2d/MaxPool2d/Flatten/ReLU/Dropout layers "
+                  "to export it")
 
 
 def convert_dynamic_linear(g, module: DynamicQuantizedLinear, call) -> str:

@@ -69,11 +69,11 @@ def prepare(model: Sequential, qconfig: QConfig | None = None, inplace: bool = F
     """A copy of the float `model` (eval mode) with Conv2d/Linear [+ BatchNorm] [+ ReLU]
     fused and an observer at the input and after every layer, ready for calibration.
 
-    Eager mode, as torch: the model is an nn.Sequential whose every op is a module (ReLU as
-    nn.ReLU, flatten as nn.Flatten); write a model that uses functional calls in forward as a
-    Sequential first (see examples/quantize.py). Linear and Conv2d become int8 layers;
-    MaxPool2d/Flatten/Dropout/Identity/ReLU run on the integers; any other module runs in
-    float32 between a dequantize and a quantize.
+    Eager mode, as torch: the model is an nn.Sequential (nested Sequentials too) whose every
+    op is a module (ReLU as nn.ReLU, flatten as nn.Flatten); write a model that uses
+    functional calls in forward as a Sequential first (see examples/quantize.py). Linear and
+    Conv2d become int8 layers; MaxPool2d/Flatten/Dropout/Identity/ReLU run on the integers;
+    any other module runs in float32 between a dequantize and a quantize.
 
     Args:
         model: the trained float nn.Sequential.
@@ -98,16 +98,25 @@ def prepare(model: Sequential, qconfig: QConfig | None = None, inplace: bool = F
                         "rewrite its forward as nn.Sequential(...) (see examples/quantize.py)")
     qconfig = default_qconfig if qconfig is None else qconfig
     model = (model if inplace else copy.deepcopy(model)).eval()
+    layers = OrderedDict(quant=InputObserver(qconfig.activation()))
+    layers.update(_observed_layers(model, qconfig, fuse))
+    return Sequential(layers).eval()
+
+
+def _observed_layers(model: Sequential, qconfig: QConfig, fuse: bool) -> OrderedDict:
+    """The children of `model` fused and observed; nested Sequentials recursively."""
     if fuse:
         fuse_modules(model, fusion_groups(model), inplace=True)
-    layers = OrderedDict(quant=InputObserver(qconfig.activation()))
+    layers = OrderedDict()
     for name, child in model.named_children():
-        if isinstance(child, _PASS_THROUGH):
+        if isinstance(child, Sequential):
+            layers[name] = Sequential(_observed_layers(child, qconfig, fuse))
+        elif isinstance(child, _PASS_THROUGH):
             layers[name] = child
         else:
             weight_observer = qconfig.weight() if isinstance(child, _WEIGHTED) else None
             layers[name] = Observed(child, qconfig.activation(), weight_observer)
-    return Sequential(layers).eval()
+    return layers
 
 
 def convert(model: Sequential, inplace: bool = False) -> QuantizedSequential:
@@ -135,6 +144,9 @@ def convert(model: Sequential, inplace: bool = False) -> QuantizedSequential:
 
 
 def _convert_layer(name: str, child: Module) -> Module:
+    if isinstance(child, Sequential):  # NOTE: a nested block: QTensor in, QTensor out
+        return QuantizedSequential(OrderedDict(
+            (n, _convert_layer(f"{name}.{n}", c)) for n, c in child.named_children()))
     if not isinstance(child, Observed):
         return QuantizedPassThrough(child)
     scale, zero_point = _activation_qparams(child.observer, name)

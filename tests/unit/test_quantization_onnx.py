@@ -5,6 +5,7 @@ disttrain; what cannot be exported raises naming the module."""
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 
 import numpy
 import pytest
@@ -12,7 +13,7 @@ from quantization_helpers import logits, static_quantize, trained_digits_cnn
 
 import disttrain as dt
 import disttrain.nn as nn
-from disttrain.quantization import quantize_dynamic
+from disttrain.quantization import QuantizedConv2d, quantize_dynamic
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -61,6 +62,24 @@ def test_conv_options_pooling_and_relu_layers_in_onnx_runtime():
     expected, got = logits(qmodel, x), session.run(None, {"x": x.numpy()})[0]
     assert got.shape == (24, 5)
     assert numpy.abs(got - expected).max() <= 2 * qmodel[-2].qparams[0]
+
+
+def test_nested_sequentials_quantize_and_export():
+    dt.manual_seed(8)
+    model = nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                               nn.MaxPool2d(2)),
+        flatten=nn.Flatten(),
+        classifier=nn.Sequential(nn.Linear(8 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 4)))).eval()
+    x = dt.randn(32, 3, 16, 16)
+    qmodel = static_quantize(model, x)
+    assert isinstance(qmodel.features[0], QuantizedConv2d) and qmodel.features[0].relu
+    assert "classifier.2.weight" in qmodel.state_dict()
+    expected = logits(qmodel, x)
+    assert numpy.abs(expected - logits(model, x)).max() < 0.05 * numpy.abs(expected).max()
+    _, session = _session(qmodel, x[:2])
+    got = session.run(None, {"x": x.numpy()})[0]
+    assert numpy.abs(got - expected).max() <= 2 * qmodel.classifier[-1].qparams[0]
 
 
 def test_dynamic_linear_in_onnx_runtime_agrees_with_disttrain():
