@@ -202,7 +202,8 @@ def _convert(g: GraphBuilder, call, fold: bool) -> None:
 def _label(call) -> str:
     if call.kind == "function":
         return f"Function '{type(call.target).__name__}'"
-    return f"{call.kind} '{getattr(call.target, '__name__', type(call.target).__name__)}'"
+    target = call.target if isinstance(call.target, str) else type(call.target).__name__
+    return f"{call.kind} '{target}'"
 
 
 def _foldable(g: GraphBuilder, call) -> bool:
