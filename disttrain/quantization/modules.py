@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy
 
-from disttrain.nn import ReLU
+from disttrain.nn import Flatten, ReLU
 from disttrain.nn.module import Module
 from disttrain.quantization import kernels
 from disttrain.quantization.qtypes import QTensor, quint8
@@ -155,6 +155,11 @@ class QuantizedPassThrough(Module):
         if isinstance(self.module, ReLU):
             return QTensor(numpy.maximum(x.int_repr, numpy.uint8(x.zero_point)), x.scale,
                            x.zero_point)
+        if isinstance(self.module, Flatten):  # NOTE: a reshape: skip the Tensor round trip
+            start, end = (d % len(x.shape) for d in (self.module.start_dim,
+                                                     self.module.end_dim))
+            shape = x.shape[:start] + (-1,) + x.shape[end + 1:]
+            return QTensor(x.int_repr.reshape(shape), x.scale, x.zero_point)
         with no_grad():
             out = self.module(Tensor(x.int_repr))
         return QTensor(out.array, x.scale, x.zero_point)

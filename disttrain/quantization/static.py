@@ -147,6 +147,8 @@ def _convert_layer(name: str, child: Module) -> Module:
     if isinstance(child, Sequential):  # NOTE: a nested block: QTensor in, QTensor out
         return QuantizedSequential(OrderedDict(
             (n, _convert_layer(f"{name}.{n}", c)) for n, c in child.named_children()))
+    if isinstance(child, Identity):  # NOTE: what fusion left: passes QTensors as they are
+        return Identity()
     if not isinstance(child, Observed):
         return QuantizedPassThrough(child)
     scale, zero_point = _activation_qparams(child.observer, name)
