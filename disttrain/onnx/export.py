@@ -43,6 +43,10 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
             the leading dims they copy dynamic (0) and infer one more (-1).
         kwargs: keyword arguments for forward (torch's newer spelling).
 
+    As torch's tracer, the export records one run: Python control flow and values computed
+    outside disttrain's ops (numpy on `.array`, `.item()`, `.tolist()`) are fixed constants of
+    the file. Comparisons, argmax and logical ops on Tensors are exported as ops.
+
     Returns:
         the onnx.ModelProto written.
 

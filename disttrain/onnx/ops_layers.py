@@ -8,7 +8,7 @@ import numpy
 
 from disttrain import ops
 from disttrain.nn.normalization import _BatchNorm
-from disttrain.onnx.ops_math import reduce
+from disttrain.onnx.ops_math import reduce, shape_slice
 from disttrain.onnx.registry import register_function_converter as _register
 from disttrain.onnx.registry import register_functional_converter as _functional
 from disttrain.onnx.registry import register_module_converter
@@ -192,9 +192,7 @@ def _interpolate(g, call):
         factor = list(factor) if isinstance(factor, (list, tuple)) else [factor] * 2
         scales, sizes = g.constant([1.0, 1.0, *map(float, factor)], numpy.float32), ""
     else:
-        shape = g.node("Shape", [x])
-        leading = g.node("Slice", [shape, g.ints([0]), g.ints([2]), g.ints([0])])
-        scales = ""
+        leading, scales = shape_slice(g, x, 0, 2), ""
         sizes = g.node("Concat", [leading, g.ints(call.output.shape[2:])], axis=0)
     return g.node("Resize", [x, "", scales, sizes], mode=mode[0],
                   coordinate_transformation_mode=mode[1],

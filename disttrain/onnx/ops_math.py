@@ -149,9 +149,16 @@ def _shape_like(g, peer, shape) -> str:
         if n == 1 or i == axis:
             parts.append(g.ints([n if i != axis else 1]))
         else:
-            dim = g.node("Shape", [name], start=i, end=i + 1)
-            parts.append(dim)
+            parts.append(shape_slice(g, name, i, i + 1))
     return g.node("Concat", parts, axis=0)
+
+
+def shape_slice(g, x: str, start: int, end: int) -> str:
+    """x's run-time sizes [start, end) as a 1-D int64 value (Shape's start/end are opset 15)."""
+    if g.opset >= 15:
+        return g.node("Shape", [x], start=start, end=end)
+    shape = g.node("Shape", [x])
+    return g.node("Slice", [shape, g.ints([start]), g.ints([end]), g.ints([0])])
 
 
 def _cat(g, inputs, call):

@@ -154,10 +154,11 @@ def test_embedding_gathers_int_ids():
     check_export(model, lambda n: dt.randint(0, 11, (n, 3)))
 
 
-@pytest.mark.parametrize("opset", [13, 15, 18])
+@pytest.mark.parametrize("opset", [13, 15, 18, 20])
 def test_other_opsets(opset):
-    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.LayerNorm(12), nn.Linear(12, 4), nn.LogSoftmax(1))
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Upsample(size=(5, 5)),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.LayerNorm(12), nn.Linear(12, 4),
+                          nn.Softmax(1), Lambda(lambda m, x: x.amax(-1, keepdim=True) + x))
     proto = check_export(model, randn(2, 6, 6), opset_version=opset)
     assert proto.opset_import[0].version == opset
 

@@ -136,8 +136,9 @@ class ClassToken(nn.Module):
         return dt.cat([self.cls.expand(x.shape[0], -1, -1), self.embed(x)], dim=1)
 
 
-def test_class_token_expanded_to_the_batch():
-    check_export(ClassToken(), randn(4, 6))
+@pytest.mark.parametrize("opset", [13, 17])
+def test_class_token_expanded_to_the_batch(opset):
+    check_export(ClassToken(), randn(4, 6), opset_version=opset)
 
 
 def test_full_transformer_two_inputs():
