@@ -94,6 +94,7 @@ class Trainer:
         self._restore()
         if self.state["stopped"]:
             self.say(f"training had stopped early after epoch {self.start_epoch - 1}")
+            self._call("on_train_end")  # NOTE: e.g. EarlyStopping restores the best weights
             return self.history
         self._call("on_train_begin")
         try:
