@@ -217,9 +217,10 @@ class DataLoader:
         if sampler is None and not self._iterable:
             sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         self.sampler = sampler
+        # NOTE: as torch: batch_size is None only when the user passed a batch_sampler
+        self.batch_size = batch_size if batch_sampler is None else None
         if batch_sampler is None and not self._iterable:
             batch_sampler = BatchSampler(sampler, batch_size, drop_last)
-        self.batch_size = batch_size if batch_sampler is None or self._iterable else None
         self.batch_sampler = batch_sampler
         self._next_epoch, self._epoch, self._yielded, self._in_epoch = 0, 0, 0, False
         self._resume_batches, self._pool = 0, None

@@ -384,6 +384,7 @@ def test_batch_augment_resumes_mid_epoch_and_keeps_the_loader_interface():
     for (x, _), y in zip(first_epoch[1:], rest, strict=True):
         np.testing.assert_array_equal(x, y)
     assert len(resumed) == 3 and resumed.dataset is resumed.loader.dataset
+    assert resumed.batch_size == 4  # NOTE: the loader's, as torch's (was None before the fix)
     x = BATCH[:, :1]
     twice = T.BatchAugment([x], _augment(), seed=0)
     list(twice)
