@@ -6,7 +6,9 @@ vectorised numpy pass with its own random parameters for each sample (torchvisio
 one set for the whole batch). Randomness comes from the transform's `generator` (a
 dt.Generator or numpy Generator), else from disttrain's default generator, so `dt.manual_seed`
 makes a script reproducible; `seed_for` and `BatchAugment` make it reproducible per rank,
-epoch and batch. These names are exported by `disttrain.data.transforms`.
+epoch and batch. (As a dataset transform under DataLoader(num_workers > 0), samples draw in
+whatever order the worker threads run: use BatchAugment, or num_workers=0, to reproduce a run.)
+These names are exported by `disttrain.data.transforms`.
 Imports numpy, disttrain.random, disttrain.checks and disttrain.tensor only.
 """
 
@@ -92,8 +94,9 @@ def check_generator(owner: str, generator):
 class RandomTransform:
     """Base of the random transforms: draws per-sample parameters, then applies them.
 
-    Subclasses define `make_params(batch)` (a dict of arrays with one row per sample, drawn
-    from `self.rng()`) and `transform(batch, params)` (vectorised over the (N, C, H, W) batch).
+    Subclasses define `make_params(batch)` (for a (N, C, H, W) batch: a dict of arrays with
+    one row per sample, drawn from `self.rng()`) and `transform(batch, params)` (vectorised
+    over the batch).
     `apply(x, params)` applies given parameters, so a batch and its samples can be compared.
     """
 
