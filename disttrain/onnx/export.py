@@ -10,6 +10,7 @@ import numpy
 from disttrain.backend import asnumpy
 from disttrain.nn.module import Module
 from disttrain.onnx import registry
+from disttrain.onnx.dynamic import pair_second_trace, twin_shapes
 from disttrain.onnx.graph import ExportError, GraphBuilder
 from disttrain.onnx.trace import flatten_tensors, trace
 from disttrain.tensor import Tensor
@@ -39,8 +40,10 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
         opset_version: the ONNX opset, 13 up to what the installed onnx knows (default 17).
         do_constant_folding: compute ops whose inputs are all constants at export time.
         dynamic_axes: {name: {axis: dim_name}} or {name: [axis, ...]} for inputs and outputs
-            whose size may change at run time (typically the batch axis 0). Reshapes keep
-            the leading dims they copy dynamic (0) and infer one more (-1).
+            whose size may change at run time (typically the batch axis 0). The forward then
+            runs a second time on inputs one larger along those axes: the dims that change
+            are the dynamic ones (reshapes copy (0) or infer (-1) exactly those), and a
+            constant that changes raises instead of fixing the size in the file.
         kwargs: keyword arguments for forward (torch's newer spelling).
 
     As torch's tracer, the export records one run: Python control flow and values computed
@@ -70,14 +73,16 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
     try:
         with trace(model) as calls:
             result = model(*args, **kwargs)
+        outputs = flatten_tensors(result)
+        if not outputs:
+            raise ExportError("onnx.export: the model returned no Tensor to export (got "
+                              f"{type(result).__name__})")
+        output_names = _names("output_names", output_names, len(outputs), "output")
+        dynamic = _dynamic(dynamic_axes, inputs, input_names, outputs, output_names)
+        pair_second_trace(model, args, kwargs, dict(zip(input_names, inputs)), dynamic, calls)
     finally:
         for module, mode in modes:
             module.training = mode
-    outputs = flatten_tensors(result)
-    if not outputs:
-        raise ExportError("onnx.export: the model returned no Tensor to export (got "
-                          f"{type(result).__name__})")
-    output_names = _names("output_names", output_names, len(outputs), "output")
     g = GraphBuilder(opset_version, _leaf_names(model))
     g.consumers = _consumers(calls)
     for tensor, name in zip(inputs, input_names):
@@ -88,8 +93,7 @@ def export(model: Module, args, f, export_params: bool = True, verbose: bool = F
     for call in live:
         _convert(g, call, do_constant_folding)
     g.call = None
-    proto = _build(onnx, g, model, inputs, input_names, outputs, output_names,
-                   _dynamic(dynamic_axes, inputs, input_names, outputs, output_names))
+    proto = _build(onnx, g, model, inputs, input_names, outputs, output_names, dynamic)
     onnx.checker.check_model(proto)
     if verbose:
         print(onnx.printer.to_text(proto.graph))
@@ -179,10 +183,14 @@ def _live(calls, outputs) -> list:
 
 
 def _convert(g: GraphBuilder, call, fold: bool) -> None:
-    g.call = call
+    g.call, g.twin_shapes = call, twin_shapes(call)
     if fold and _foldable(g, call):
-        for tensor in call.outputs:
-            g.bind(tensor, g.initializer(asnumpy(tensor.array), "folded"))
+        for i, tensor in enumerate(call.outputs):
+            name = g.initializer(asnumpy(tensor.array), "folded")
+            if call.twin is not None:
+                g.twin_shapes[id(tensor)] = call.twin.outputs[i].shape
+                g.note_constant(tensor, name)
+            g.bind(tensor, name)
         return
     if call.kind == "function":
         converter = registry.function_converter(type(call.target))
@@ -257,6 +265,12 @@ def _build(onnx, g, model, inputs, input_names, outputs, output_names, dynamic):
             g.nodes.append(("Identity", [value], [name], {}))
     nodes = _live_nodes(g.nodes, set(rename.values()) | set(output_names), rename)
     used = {i for _, ins, _, _ in nodes for i in ins}
+    for name in sorted(used & set(g.varying)):
+        shape, g.call = g.varying[name]
+        raise g.error(f"a constant of shape {shape} would fix a dynamic axis: it changes "
+                      "size with the dynamic input axes but is computed outside disttrain's "
+                      "ops (numpy on .array, a Tensor made from a shape); compute it with "
+                      "Tensor ops from the input, or leave that axis static")
     helper = onnx.helper
     graph = helper.make_graph(
         [helper.make_node(op, ins, outs, **attrs) for op, ins, outs, attrs in nodes],

@@ -35,6 +35,8 @@ class GraphBuilder:
         self._reserved: dict = {}  # id(Tensor) -> name promised by value_later
         self.produced: set = set()  # ids of the Tensors some converted call will produce
         self.call = None  # the Call being converted (for error messages)
+        self.twin_shapes: dict = {}  # id(value) -> its shape in the second run (onnx.dynamic)
+        self.varying: dict = {}  # constant name -> (shape, Call): it fixes a dynamic size
 
     # ------------------------------------------------------------------ names
     def fresh(self, hint: str) -> str:
@@ -93,8 +95,17 @@ class GraphBuilder:
         if name is None:
             leaf = self.leaf_names.get(id(tensor.array))
             name = self.initializer(asnumpy(tensor.array), leaf or "const")
+            self.note_constant(tensor, name)
             self.bind(tensor, name)
         return name
+
+    def note_constant(self, source, name: str) -> None:
+        """Remembers constant `name` (made from the Tensor or array `source`) if its shape
+        differs in the second run: the file would fix a dynamic size (an error if used)."""
+        shape = tuple(source.shape)
+        other = self.twin_shapes.get(id(source))
+        if other is not None and tuple(other) != shape:
+            self.varying[name] = (shape, self.call)
 
     def array_value(self, array) -> str:
         """The ONNX name of an array a call got as a keyword argument (an index, a mask): the
@@ -103,7 +114,9 @@ class GraphBuilder:
         if name is not None:
             return name
         leaf = self.leaf_names.get(id(array))
-        return self.initializer(asnumpy(array), leaf or "const")
+        name = self.initializer(asnumpy(array), leaf or "const")
+        self.note_constant(array, name)
+        return name
 
     # ------------------------------------------------------------------ constants
     def initializer(self, array, name: str) -> str:

@@ -54,10 +54,23 @@ def compact(array):
 
 
 def _where(g, inputs, call):
-    condition = g.array_value(call.params["condition"]) if g.known_array(
-        call.params["condition"]) else g.constant(compact(numpy.asarray(call.params["condition"],
-                                                                        bool)), name="mask")
+    array = call.params["condition"]
+    if g.known_array(array):
+        condition = g.array_value(array)
+    else:
+        condition = _mask_constant(g, call, "condition")
     return g.node("Where", [condition, inputs[0], inputs[1]])
+
+
+def _mask_constant(g, call, key: str) -> str:
+    """A bool mask parameter as a constant, compacted to the array it broadcasts; it must
+    not change size with the dynamic axes (a mask computed from the input's values)."""
+    mask = compact(numpy.asarray(call.params[key], bool))
+    name = g.constant(mask, name="mask")
+    if call.twin is not None:
+        g.twin_shapes[id(mask)] = compact(numpy.asarray(call.twin.params[key], bool)).shape
+        g.note_constant(mask, name)
+    return name
 
 
 def _cast(g, inputs, call):
@@ -73,16 +86,34 @@ for _cls, _fn in ((ops.Pow, _pow), (ops.LogSigmoid, _log_sigmoid), (ops.Clamp, _
 
 
 # ---------------------------------------------------------------- movement
-def reshape_target(in_shape, out_shape) -> list[int]:
-    """ONNX Reshape's shape for in_shape -> out_shape that stays right when a leading dim
-    changes at run time: leading dims equal to the input's are copied (0), and the first
-    other dim is inferred (-1)."""
+def reshape_target(in_shape, out_shape, twin=None) -> list[int]:
+    """ONNX Reshape's shape for in_shape -> out_shape that stays right when dynamic dims
+    change at run time. With `twin` (the shapes in a run on larger inputs) the dims that
+    changed are the dynamic ones: copied (0) where the input's same dim is that one, else
+    inferred (-1). Without, leading dims equal to the input's are copied and the first other
+    dim is inferred."""
+    if twin is not None:
+        target = _twin_target(in_shape, out_shape, *twin)
+        if target is not None:
+            return target
     target, k = list(out_shape), 0
     while k < min(len(in_shape), len(out_shape)) and in_shape[k] == out_shape[k]:
         target[k], k = 0, k + 1
     if k < len(target):
         target[k] = -1
     return target
+
+
+def _twin_target(in_shape, out_shape, in_twin, out_twin):
+    target, inferred = list(out_shape), 0
+    for i, (n, m) in enumerate(zip(out_shape, out_twin)):
+        if n == m:
+            continue
+        if i < len(in_shape) and in_shape[i] == n and in_twin[i] == m:
+            target[i] = 0
+        else:
+            target[i], inferred = -1, inferred + 1
+    return target if inferred <= 1 else None
 
 
 def _reshape(g, inputs, call):
@@ -99,7 +130,8 @@ def _reshape(g, inputs, call):
             x = g.node("Unsqueeze", [x, g.ints(i for i in range(len(out_shape)) if i not in
                                                kept_out)])
         return x if x != inputs[0] else g.node("Identity", inputs)
-    return g.node("Reshape", [inputs[0], g.ints(reshape_target(in_shape, out_shape))])
+    twin = None if call.twin is None else (call.twin.inputs[0].shape, call.twin.output.shape)
+    return g.node("Reshape", [inputs[0], g.ints(reshape_target(in_shape, out_shape, twin))])
 
 
 def _permute(g, inputs, call):
@@ -123,7 +155,10 @@ def _expand(g, inputs, call):
     peer = _cat_peer(g, call, consumers)
     if peer is not None:
         return g.node("Expand", [inputs[0], _shape_like(g, peer, shape)])
-    return g.node("Expand", [inputs[0], g.ints(shape)])
+    target = g.ints(shape)
+    if call.twin is not None and tuple(call.twin.params["shape"]) != tuple(call.params["shape"]):
+        g.varying[target] = (tuple(call.params["shape"]), call)
+    return g.node("Expand", [inputs[0], target])
 
 
 def _cat_peer(g, call, consumers):
@@ -290,13 +325,12 @@ def _linear(g, inputs, call):
 def _softmax(g, inputs, call):
     x, axis, keep = inputs[0], call.params.get("axis", -1), call.params.get("keep")
     if keep is not None:
-        mask = compact(numpy.asarray(keep, bool))
-        if mask.ndim == len(call.output.shape) and mask.shape[0] > 1:
+        if compact(numpy.asarray(keep, bool)).shape[0] > 1 and len(call.output.shape) == 4:
             raise g.error("cannot export Function 'Softmax' with a per-sample bool mask "
                           "(key_padding_mask or a batched attn_mask): it is computed outside "
                           "the traced graph; pass a float mask (0 / -inf) as a model input")
         fill = g.constant(-numpy.inf, _dtype(call))
-        x = g.node("Where", [g.constant(mask, name="mask"), x, fill])
+        x = g.node("Where", [_mask_constant(g, call, "keep"), x, fill])
     return g.node("Softmax", [x], axis=axis)
 
 

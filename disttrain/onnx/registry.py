@@ -40,7 +40,8 @@ class Call:
     Tensors given (function calls) or found in the arguments; params: the keyword arguments of
     Function.apply; arguments: the bound arguments of a module's or functional's call;
     outputs: the result's Tensors, flattened; result: the result as returned; path: the dotted
-    module path it ran in ('' is the exported model), module_type: that module's class name.
+    module path it ran in ('' is the exported model), module_type: that module's class name;
+    twin: with dynamic axes, this call in a second run on inputs one larger along them.
     """
 
     kind: str
@@ -52,6 +53,7 @@ class Call:
     result: object = None
     path: str = ""
     module_type: str = ""
+    twin: object = None  # the same call in the export's second run (see onnx.dynamic)
 
     @property
     def output(self):

@@ -206,3 +206,31 @@ def test_onnx_model_with_two_inputs_and_kwargs():
         a, b = dt.randn(n, 3), dt.randn(n, 3)
         got = sess.run(None, {"a": a.numpy(), "b": b.numpy()})[0]
         numpy.testing.assert_allclose(got, (a * b + a).numpy(), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- dynamic axes: the second run
+def test_constant_that_fixes_the_batch_is_an_error():
+    model = Lambda(lambda m, x: x + dt.tensor(numpy.ones(x.shape, numpy.float32)))
+    with pytest.raises(ExportError, match=r"a constant of shape \(2, 3\) would fix a dynamic "
+                       r"axis.*module '<root>' \(Lambda\)"):
+        export(model, dt.randn(2, 3), io.BytesIO(), dynamic_axes={"input": [0]})
+    export(model, dt.randn(2, 3), io.BytesIO())  # NOTE: without dynamic axes it is exact
+
+
+def test_position_table_with_a_dynamic_sequence_axis_is_an_error():
+    from test_onnx_models import _example
+
+    cfg = {"model": "transformer", "layers": 1, "d_model": 8, "hidden": 8, "heads": 2,
+           "ff": 16, "dropout": 0.0, "seq_len": 12}
+    model = _example("char_lm").build_model(cfg)
+    ids = dt.randint(0, 256, (2, 6))
+    with pytest.raises(ExportError, match=r"would fix a dynamic axis.*module '0' \(TokenPos"):
+        export(model, ids, io.BytesIO(), dynamic_axes={"input": [0, 1]})
+
+
+def test_reshape_of_a_middle_dynamic_axis():
+    """(T, B, F) -> (T * B, F) -> (T, B, 3) with B dynamic: the second run shows the -1 goes
+    on B, not on the first dim."""
+    model = Lambda(lambda m, x: m.lin(x.reshape(-1, 4)).reshape(x.shape[0], x.shape[1], 3),
+                   lin=nn.Linear(4, 3))
+    check_export(model, lambda n: dt.randn(5, n, 4), batch_axis=1)
