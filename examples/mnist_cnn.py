@@ -180,16 +180,21 @@ def main(argv=None):
                   checkpoint=ckpt, log_dir=args.log_dir, progress=False if args.no_progress
                   else None)
     report = per_class_report(model, val_loader)
-    if rank == 0 and history:
+    if rank == 0:
+        finish(args, model.module if comm else model, history, report)
+    return history
+
+
+def finish(args, model, history: list[dict], report: str) -> None:
+    """Rank 0: the final accuracy and per-class table; --save and --json."""
+    if history:
         print(f"final validation accuracy: {history[-1]['val_accuracy']:.4f}\n{report}")
-    model = model.module if comm else model
-    if args.save and rank == 0:
+    if args.save:
         dt.save(model.state_dict(), args.save)
         print(f"saved weights to {args.save}")
-    if args.json and rank == 0:
+    if args.json:
         with open(args.json, "w") as f:
             json.dump(history, f, indent=2)
-    return history
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ class Trainer:
     Attributes callbacks may read: model, optimizer, comm, rank, world_size, history,
     start_epoch (1, or the epoch after the restored checkpoint), global_step (optimizer
     steps done), stop_training (set True to stop after this epoch).
+
+    Example:
+        >>> trainer = Trainer(model, opt, nn.CrossEntropyLoss(), grad_clip=1.0,
+        ...                   accumulation_steps=4, callbacks=[EarlyStopping(patience=2)])
+        >>> history = trainer.fit(train_loader, val_loader, epochs=10)
     """
 
     def __init__(self, model, optimizer, loss_fn: Callable, *, metrics: dict | None = None,
@@ -340,7 +345,9 @@ def fit(model, optimizer, train_loader, val_loader=None, *, epochs: int, loss_fn
         verbose: print one summary line per epoch on rank 0.
         device: move every batch there (x.to(device), y.to(device)).
         comm: the communicator to reduce over (default: the world Communicator after
-            dist.init(), else none).
+            dist.init(), else none). For DataParallel over a subgroup pass its comm
+            (`comm=model.comm`), and build the metrics with the same comm (theirs defaults
+            to the world's too).
 
     Example:
         >>> from disttrain.metrics import Accuracy, F1Score
