@@ -95,6 +95,7 @@ class Trainer:
                             f"last group of an epoch may be short), got "
                             f"{type(train_loader).__name__}")
         self.train_loader, self.val_loader = train_loader, val_loader
+        self.stop_training = False
         self._check_batch_counts()
         self._restore()
         if self.state["stopped"]:
@@ -128,7 +129,9 @@ class Trainer:
 
     def _call(self, hook: str, *args) -> None:
         for callback in (*self.callbacks, *self.loggers):
-            getattr(callback, hook)(self, *args)
+            method = getattr(callback, hook, None)  # NOTE: a duck-typed callback may lack some
+            if method is not None:
+                method(self, *args)
 
     def _stateful(self) -> dict:
         stateful = {"model": self.model, "optimizer": self.optimizer, "fit": self.state}
@@ -331,7 +334,8 @@ def fit(model, optimizer, train_loader, val_loader=None, *, epochs: int, loss_fn
         callbacks: Callback objects (e.g. EarlyStopping(monitor="val_loss", patience=3)).
         checkpoint: a dist.CheckpointManager: restored before the first epoch (model,
             optimizer, loader, scheduler, callbacks with state_dict, history) and saved after
-            every epoch, so a restarted run resumes bit for bit.
+            every epoch, so a restarted run resumes bit for bit (a run that had stopped
+            early returns its history without training).
         log_dir: write `log_dir/metrics.csv` and (tensorboard=True, needs the `log` extra)
             TensorBoard event files there, on rank 0.
         tensorboard: with log_dir, also write TensorBoard events.

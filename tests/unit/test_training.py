@@ -353,3 +353,15 @@ def test_default_comm_is_none_in_a_plain_process(monkeypatch):
     model = mlp()
     trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss())
     assert (trainer.comm, trainer.rank, trainer.world_size) == (None, 0, 1)
+
+
+def test_a_duck_typed_callback_needs_only_the_hooks_it_uses():
+    class EpochCounter:  # NOTE: not a Callback subclass
+        epochs = 0
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.epochs += 1
+
+    counter = EpochCounter()
+    run(epochs=2, callbacks=[counter])
+    assert counter.epochs == 2
