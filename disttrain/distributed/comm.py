@@ -51,6 +51,23 @@ def _op(op: str):
     return getattr(MPI, _OPS[op])
 
 
+_MEAN_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_MEAN_OF_TWO = None  # the MPI user op, made on first use (MPI must be running)
+
+
+def _mean_of_two_op():
+    """An MPI op computing (a + b) / 2: with two ranks MPI applies it once per element."""
+    global _MEAN_OF_TWO
+    if _MEAN_OF_TWO is None:
+        def mean_of_two(inbuf, inoutbuf, datatype) -> None:
+            dtype = numpy.float32 if datatype == MPI.FLOAT else numpy.float64
+            a, b = numpy.frombuffer(inbuf, dtype), numpy.frombuffer(inoutbuf, dtype)
+            numpy.add(a, b, out=b)
+            b *= dtype(0.5)
+        _MEAN_OF_TWO = MPI.Op.Create(mean_of_two, commute=True)
+    return _MEAN_OF_TWO
+
+
 def _start_mpi() -> None:
     """Imports mpi4py.MPI, which starts MPI unless it runs already (`python -m mpi4py`, or the
     user imported it first); starts it here if the user turned mpi4py.rc.initialize off."""
@@ -145,6 +162,28 @@ class Communicator:
         returns it."""
         buf, write_back = self._buffer(self._array("allreduce_", array))
         self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=_op(op))
+        if write_back:
+            write_back()
+        return array
+
+    def allreduce_mean_(self, array):
+        """The mean over all ranks of float `array` (an array or a Tensor), in place; returns
+        it.
+
+        NOTE: with two ranks a user op computes (a + b) / 2 inside the one reduction MPI
+        makes, on data it just moved, in cache: a separate division pass over the result (or
+        the input) cost 0.1-0.2 of the all-reduce's speed at 1 MB here. More ranks: a sum,
+        then the division (an op applied several times per element cannot divide once).
+        """
+        buf, write_back = self._buffer(self._array("allreduce_mean_", array))
+        if buf.dtype.kind != "f":
+            raise TypeError(f"allreduce_mean_ (rank {self.rank}): needs a float array, got "
+                            f"{buf.dtype}")
+        if self.size == 2 and isinstance(buf, numpy.ndarray) and buf.dtype in _MEAN_DTYPES:
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=_mean_of_two_op())
+        else:
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            buf *= buf.dtype.type(1.0 / self.size)
         if write_back:
             write_back()
         return array

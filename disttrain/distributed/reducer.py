@@ -286,7 +286,10 @@ class Reducer:
         if bucket._buffer is None and not bucket.direct:
             bucket.allocate()
         grad, view = param.grad.array, bucket.views[position]
-        scale = grad.dtype.type(1.0 / self.comm.size) if self.prescale else None
+        # NOTE: a one-gradient bucket under the default hook is averaged by the all-reduce
+        # itself (Communicator.allreduce_mean_, _run_hook), not by a pass here
+        scale = None if not self.prescale or (bucket.direct and self._hook is allreduce_hook) \
+            else grad.dtype.type(1.0 / self.comm.size)
         if bucket.direct:
             if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
                 grad = param.grad.array = get_array_module(grad).ascontiguousarray(grad)
@@ -316,7 +319,9 @@ class Reducer:
 
     def _run_hook(self, bucket: _Bucket) -> None:
         """The exchange of one bucket (on the comm thread or inline)."""
-        if self._hook(self._hook_state, bucket) is not None:
+        if bucket.direct and self._hook is allreduce_hook:
+            self.comm.allreduce_mean_(bucket.buffer())
+        elif self._hook(self._hook_state, bucket) is not None:
             raise TypeError(f"rank {self.comm.rank}: comm hook {_hook_name(self._hook)} "
                             "returned a value; a hook leaves the mean in bucket.buffer(), in "
                             "place, and returns None")

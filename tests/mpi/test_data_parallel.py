@@ -438,3 +438,22 @@ def test_with_distributed_sampler_and_loader(comm):
 
     assert max_param_diff(model, reference) <= ATOL
     assert identical
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_allreduce_mean_is_the_mean_over_ranks(comm, dtype):
+    """DataParallel's exchange of a one-gradient bucket (one MPI op for two ranks)."""
+    rng = numpy.random.default_rng(comm.rank)
+    mine = rng.standard_normal((33, 7)).astype(dtype)
+    column_major = numpy.asfortranarray(mine)
+    every = comm.allgather(mine)
+    comm.allreduce_mean_(mine)
+    comm.allreduce_mean_(column_major)
+    expected = every.astype(numpy.float64).mean(axis=0)
+    tol = 1e-6 if dtype == numpy.float32 else 1e-14
+    assert numpy.allclose(mine, expected, rtol=tol, atol=tol)
+    assert numpy.array_equal(column_major, mine)
+    assert same_on_all_ranks(comm, mine)
+    with pytest.raises(TypeError, match=f"allreduce_mean_ \\(rank {comm.rank}\\): needs a "
+                                        "float array, got int64"):
+        comm.allreduce_mean_(numpy.zeros(3, numpy.int64))
