@@ -32,13 +32,15 @@ MIN_TILES = 64
 def is_winograd(x_cl, kernel, stride, dilation, groups, out_channels) -> bool:
     """Whether conv_forward/conv_weight_grad take the Winograd path for this conv.
 
-    NOTE: CPU only (a GPU's GEMMs are not the bottleneck). The transforms cost ~C + K per
-    pixel and the multiplies saved ~C * K: at batch 64, 16 -> 16 channels ran 0.8-1.06x as
-    fast as im2col + GEMM, 16 -> 24 1.07-1.3x, 32 -> 32 1.4x."""
+    NOTE: CPU only (a GPU's GEMMs are not the bottleneck) and floating point only (G holds
+    halves). The transforms cost ~C + K per pixel and the multiplies saved ~C * K: at batch
+    64, 16 -> 16 channels ran 0.8-1.06x as fast as im2col + GEMM, 16 -> 24 1.07-1.3x,
+    32 -> 32 1.4x."""
     c = x_cl.shape[3]
     return (tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and groups == 1 and min(c, out_channels) >= MIN_CHANNELS
-            and c + out_channels >= MIN_CHANNEL_SUM and get_array_module(x_cl) is numpy)
+            and c + out_channels >= MIN_CHANNEL_SUM and x_cl.dtype.kind == "f"
+            and get_array_module(x_cl) is numpy)
 
 
 def winograd_forward(x_cl, rows, out_hw, bias=None):
@@ -143,9 +145,11 @@ def _split_columns(x, split):
     h, w = x.shape[1:3]
     even, odd = split[:, :h, 0, :(w + 1) // 2], split[:, :h, 1, :w // 2]
     even[...], odd[...] = x[:, :, 0::2], x[:, :, 1::2]
-    split[:, h:] = 0
-    split[:, :h, 0, (w + 1) // 2:] = 0
-    split[:, :h, 1, w // 2:] = 0
+    if h < split.shape[1]:
+        split[:, h:] = 0
+    if w < 2 * split.shape[3]:
+        split[:, :h, 0, (w + 1) // 2:] = 0
+        split[:, :h, 1, w // 2:] = 0
 
 
 def _transform_tiles(split, rows, v):

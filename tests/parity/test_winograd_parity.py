@@ -97,6 +97,17 @@ def test_op_two_images_per_chunk(fn, shapes, calls, spy, monkeypatch):
     assert (spy["forward"], spy["weight_grad"]) == calls
 
 
+def test_integer_conv_keeps_im2col(spy):
+    """G holds halves: an integer conv keeps the exact im2col + GEMM path."""
+    x = numpy.arange(2 * 16 * 5 * 5).reshape(2, 16, 5, 5) % 7
+    w = numpy.arange(24 * 16 * 9).reshape(24, 16, 3, 3) % 5 - 2
+    out = F.conv2d(dt.tensor(x), dt.tensor(w), padding=1)
+    expected = torch.nn.functional.conv2d(torch.tensor(x).double(), torch.tensor(w).double(),
+                                          padding=1)
+    assert out.dtype == dt.int64 and spy["forward"] == 0
+    numpy.testing.assert_array_equal(out.numpy(), expected.numpy().astype(numpy.int64))
+
+
 def _float32_errors(x, w, grad_y):
     """Max |error| of the float32 (forward, input grad, weight grad) against float64 torch."""
     x32, w32, g32 = (torch.tensor(a, dtype=torch.float32) for a in (x, w, grad_y))
