@@ -32,6 +32,7 @@ _FROM = {
         "get_world_size", "group", "init_process_group", "is_available", "is_mpi_available",
         "is_nccl_available"),
     "disttrain.distributed.grid": ("ProcessGrid",),
+    "disttrain.distributed.hierarchical": ("HierarchicalAllreduce", "hierarchical_allreduce_"),
     "disttrain.distributed.pipeline": ("Pipeline",),
     "disttrain.distributed.watchdog": ("heartbeat",),
     "disttrain.distributed.zero": ("ZeroRedundancyOptimizer",),
@@ -39,7 +40,8 @@ _FROM = {
 }  # fmt: skip
 _SUBMODULES = (
     "algorithms", "buckets", "checkpoint", "collectives", "comm", "comm_hooks", "data_parallel",
-    "ddp", "grid", "p2p", "pipeline", "process_group", "reducer", "watchdog", "zero",
+    "ddp", "grid", "hierarchical", "p2p", "pipeline", "process_group", "reducer", "watchdog",
+    "zero",
 )  # fmt: skip
 
 __getattr__, __dir__, __all__ = _attach(
