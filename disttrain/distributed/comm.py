@@ -53,6 +53,9 @@ def _op(op: str):
 
 _MEAN_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _MEAN_OF_TWO = None  # the MPI user op, made on first use (MPI must be running)
+# NOTE: below this, the op's Python call cost more than the division pass it saves (4 KB: 8.9
+# against 7.7 us; 256 KB and up: equal or faster)
+_MEAN_OP_MIN_BYTES = 256 << 10
 
 
 def _mean_of_two_op():
@@ -179,7 +182,8 @@ class Communicator:
         if buf.dtype.kind != "f":
             raise TypeError(f"allreduce_mean_ (rank {self.rank}): needs a float array, got "
                             f"{buf.dtype}")
-        if self.size == 2 and isinstance(buf, numpy.ndarray) and buf.dtype in _MEAN_DTYPES:
+        if (self.size == 2 and isinstance(buf, numpy.ndarray) and buf.dtype in _MEAN_DTYPES
+                and buf.nbytes >= _MEAN_OP_MIN_BYTES):
             self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=_mean_of_two_op())
         else:
             self.mpi_comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)

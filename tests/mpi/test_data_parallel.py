@@ -444,7 +444,7 @@ def test_with_distributed_sampler_and_loader(comm):
 def test_allreduce_mean_is_the_mean_over_ranks(comm, dtype):
     """DataParallel's exchange of a one-gradient bucket (one MPI op for two ranks)."""
     rng = numpy.random.default_rng(comm.rank)
-    mine = rng.standard_normal((33, 7)).astype(dtype)
+    mine = rng.standard_normal((33, 2000)).astype(dtype)  # over the op's 256 KB minimum
     column_major = numpy.asfortranarray(mine)
     every = comm.allgather(mine)
     comm.allreduce_mean_(mine)
@@ -452,6 +452,11 @@ def test_allreduce_mean_is_the_mean_over_ranks(comm, dtype):
     expected = every.astype(numpy.float64).mean(axis=0)
     tol = 1e-6 if dtype == numpy.float32 else 1e-14
     assert numpy.allclose(mine, expected, rtol=tol, atol=tol)
+    small = rng.standard_normal(5).astype(dtype)
+    every_small = comm.allgather(small)
+    comm.allreduce_mean_(small)
+    assert numpy.allclose(small, every_small.astype(numpy.float64).mean(axis=0), rtol=tol,
+                          atol=tol)
     assert numpy.array_equal(column_major, mine)
     assert same_on_all_ranks(comm, mine)
     with pytest.raises(TypeError, match=f"allreduce_mean_ \\(rank {comm.rank}\\): needs a "
