@@ -72,3 +72,14 @@ def _holds_numpy_float64(data) -> bool:
         elif isinstance(item, numpy.floating) and item.dtype == float64:
             return True
     return False
+
+
+_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
+               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def torch_type_name(dtype, cuda: bool = False) -> str:
+    """torch's legacy type string for `dtype`: 'torch.FloatTensor', 'torch.cuda.LongTensor'."""
+    name = _TYPE_NAMES.get(numpy.dtype(dtype).name, numpy.dtype(dtype).name.capitalize())
+    return f"torch.{'cuda.' if cuda else ''}{name}Tensor"
+

@@ -37,6 +37,7 @@ from disttrain.dtypes import (  # noqa: F401  (re-exported: disttrain.tensor.flo
     int32,
     int64,
     result_type,
+    torch_type_name,
     uint8,
 )
 from disttrain.tensor_math import MathMethods
@@ -239,9 +240,7 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods, StorageMethods):
         'torch.FloatTensor', 'torch.cuda.LongTensor'), which scripts compare against."""
         if dtype is not None:
             return self.to(dtype=dtype)
-        name = _TYPE_NAMES.get(self.array.dtype.name, self.array.dtype.name.capitalize())
-        cuda = "cuda." if self.device.type == "cuda" else ""
-        return f"torch.{cuda}{name}Tensor"
+        return torch_type_name(self.array.dtype, self.device.type == "cuda")
 
     def float(self) -> Tensor:
         return self.to(dtype=float32)
@@ -350,10 +349,6 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
         return numpy.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
-
-
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long",
-               "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device: str = "cpu") -> Tensor:
