@@ -13,7 +13,8 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ["mnist_cnn", "train_data_parallel", "train_pipeline", "scale_benchmark",
-            "allreduce_benchmark", "benchmark_core", "checkpoint_benchmark", "plot_training"]
+            "allreduce_benchmark", "benchmark_core", "checkpoint_benchmark", "plot_training",
+            "scaling_model"]
 # NOTE: argparse's section headings; the description sits between the usage and the first
 SECTION = re.compile(r"^(options|optional arguments|positional arguments):$", re.MULTILINE)
 
