@@ -182,8 +182,8 @@ class ZeroRedundancyOptimizer(Optimizer):
         first = max(start, lo) - lo
         out = self._grad_shard[first:first + counts[self.comm.rank]]
         self.comm.reduce_scatter_v_(flat_grads, out, counts)
-        # NOTE: the mean's division, on this rank's 1/size of the gradients only
-        out *= out.dtype.type(1.0 / self.comm.size)
+        if self.comm.size > 1:  # NOTE: the mean's division, on this rank's 1/size only
+            out *= out.dtype.type(1.0 / self.comm.size)
 
     def _reduce_all(self) -> None:
         """Without DataParallel (or after no_sync backwards): reduce-scatters the `.grad`s."""
