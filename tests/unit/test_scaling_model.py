@@ -1,6 +1,6 @@
-"""examples/scaling_model.py: the alpha-beta fit recovers known latency and bandwidth, the cost
-formulas (zero at 1 rank, hierarchical vs flat), the overlap and pipeline terms, and a --quick
-run end to end."""
+"""examples/scaling_model.py and its model (examples/alpha_beta_model.py): the alpha-beta fit
+recovers known latency and bandwidth, the cost formulas (zero at 1 rank, hierarchical vs flat),
+the overlap and pipeline terms, and a --quick run end to end."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
-import scaling_model as sm  # noqa: E402
+import alpha_beta_model as sm  # noqa: E402
+import scaling_model  # noqa: E402
 
 SIZES = [1 << 10, 1 << 14, 1 << 18, 1 << 22, 1 << 26]
 
@@ -132,8 +133,8 @@ def test_exposed_and_overlap():
     assert sm.exposed(0.0, 0.0, backward_s=4.0, phi=0.0) == 0.0
     measured = {1: {"comm_s": 0.0, "wait_s": 0.0}, 2: {"comm_s": 0.1, "wait_s": 0.025},
                 4: {"comm_s": 0.2, "wait_s": 0.05}}
-    assert sm.measured_phi(measured) == pytest.approx(0.75)
-    assert sm.measured_phi({1: {"comm_s": 0.0, "wait_s": 0.0}}) is None
+    assert scaling_model.measured_phi(measured) == pytest.approx(0.75)
+    assert scaling_model.measured_phi({1: {"comm_s": 0.0, "wait_s": 0.0}}) is None
 
 
 def test_pipeline_bubble_and_balance():
