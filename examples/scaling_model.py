@@ -16,9 +16,10 @@ checked against measured DataParallel step times, projected to 64, 256 and 1,024
      ring all-reduce      2(p-1) alpha + 2(p-1)/p n beta
      recursive doubling   s (alpha + n beta), s = log2 p (p a power of 2, else floor(log2 p)+2)
      reduce-scatter, all-gather   (p-1) alpha + (p-1)/p n beta
-     hierarchical (L ranks per node, M = p/L nodes): intra-node reduce-scatter + inter-node
-       all-reduce of n/L per local rank (the L streams share the node's link) + intra-node
-       all-gather, with intra (measured) and inter (network) alpha, beta.
+     hierarchical (L ranks per node, M = p/L nodes; as disttrain.distributed.hierarchical):
+       intra-node all-reduce + inter-node all-reduce of n/L per local rank (the L streams
+       share the node's link) + intra-node all-gather, with intra (measured) and inter
+       (network) alpha, beta.
    A DataParallel step is  gamma(N) + o + exposed comm,  gamma(N) the per-rank compute with N
    ranks computing at once (scale_benchmark.py's `plain` run), o DataParallel's own cost
    (its 1-rank step minus the plain one), the buckets' all-reduces (DataParallel's
