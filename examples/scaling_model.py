@@ -1,7 +1,7 @@
 """An alpha-beta scaling model of data-parallel training, fitted to measured collectives and
 checked against measured DataParallel step times, projected to 64, 256 and 1,024 ranks.
 
-    python examples/scaling_model.py                       # ~15 min here: measure, fit, project
+    python examples/scaling_model.py                       # ~8 min here: measure, fit, project
     python examples/scaling_model.py --quick               # a ~1 min smoke run (2 ranks, small)
     python examples/scaling_model.py --scale-json bench-results/scale_benchmark.json
 
@@ -520,12 +520,12 @@ def parse_args(argv=None):
     ap.add_argument("--scale-json", help="use this scale_benchmark.json instead of running it")
     ap.add_argument("--from-json", help="re-fit the raw measurements of a scaling_model.json")
     ap.add_argument("--max-bytes", type=int, default=SIZES[-1], help="largest message")
-    ap.add_argument("--iters-scale", type=float, default=0.1,
+    ap.add_argument("--iters-scale", type=float, default=0.2,
                     help="x allreduce_benchmark.py's iteration counts (at least 20)")
     ap.add_argument("--compute-steps", type=int, default=20, help="1-rank compute steps timed")
-    ap.add_argument("--rounds", type=int, default=2, help="scale_benchmark.py --rounds")
-    ap.add_argument("--steps", type=int, default=30, help="scale_benchmark.py --steps")
-    ap.add_argument("--warmup", type=int, default=6, help="scale_benchmark.py --warmup")
+    ap.add_argument("--rounds", type=int, default=4, help="scale_benchmark.py --rounds")
+    ap.add_argument("--steps", type=int, default=20, help="scale_benchmark.py --steps")
+    ap.add_argument("--warmup", type=int, default=5, help="scale_benchmark.py --warmup")
     ap.add_argument("--estimator", choices=["min", "median"], default="min",
                     help="of scale_benchmark.py's rounds: min (the round least disturbed by "
                          "other jobs) or median")
