@@ -103,6 +103,18 @@ def test_buckets_of_one_parameter_and_no_dataparallel(comm, stage):
     assert max_diff(params(alone), expected) <= TOL
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_reduce_scatter_on_the_communication_thread(comm, stage):
+    expected, _ = reference(comm, "adamw")
+    cls, kwargs = OPTIMIZERS["adamw"]
+    dp = dist.DataParallel(make_model(), comm=comm, overlap=True, bucket_cap_mb=TINY_MB,
+                           first_bucket_cap_mb=TINY_MB)
+    opt = dist.ZeroRedundancyOptimizer(dp.parameters(), cls, comm=comm, stage=stage, **kwargs)
+    train(dp, opt, batches(comm.rank))
+    dp.remove()
+    assert max_diff(params(dp.module), expected) <= TOL
+
+
 def test_stage_2_frees_the_gradients_stage_1_keeps_local_ones(comm):
     for stage in (1, 2):
         dp = dist.DataParallel(make_model(), comm=comm)
