@@ -291,8 +291,12 @@ class Reducer:
         scale = None if not self.prescale or (bucket.direct and self._hook is allreduce_hook) \
             else grad.dtype.type(1.0 / self.comm.size)
         if bucket.direct:
-            if not (grad.flags.c_contiguous or grad.flags.f_contiguous):
-                grad = param.grad.array = get_array_module(grad).ascontiguousarray(grad)
+            if _order(grad) != _order(param.array) or not (grad.flags.c_contiguous
+                                                           or grad.flags.f_contiguous):
+                # NOTE: the parameter's memory order: the flat buffer is then laid out as
+                # the parameter is (ZeroRedundancyOptimizer's shards rely on it)
+                grad = param.grad.array = get_array_module(grad).asarray(
+                    grad, order=_order(param.array))  # a copy: the order differs
             if scale is not None:
                 grad *= scale
             bucket.hold(grad)

@@ -190,7 +190,7 @@ class ZeroRedundancyOptimizer(Optimizer):
         flat = numpy.zeros_like(self._flat)
         for p, offset, n in zip(self._order, self._offsets, self._sizes):
             if p.grad is not None:
-                flat[offset:offset + n] = p.grad.array.reshape(-1, order=_order(p.grad.array))
+                flat[offset:offset + n] = p.grad.array.reshape(-1, order=_order(p.array))
                 if self.stage == 2:
                     p.grad = None
         self._reduce_into_shard(flat, 0, len(flat))

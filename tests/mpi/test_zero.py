@@ -8,6 +8,8 @@ every rank trains on its own batch (seeded by rank), so the averaging is exercis
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 import pytest
 
@@ -298,3 +300,40 @@ def test_refusals_name_the_rank_and_the_fix(comm):
     with pytest.raises(RuntimeError, match=f"{where}.*already has a comm hook"):
         dist.ZeroRedundancyOptimizer(dp.parameters(), optim.SGD, comm=comm, lr=1)
     dp.remove()
+
+
+def test_gradients_in_another_memory_order_than_their_parameters(comm):
+    """A gradient laid out C-order for a column-major weight (or the reverse) is still
+    sharded element for element."""
+    def model():
+        m = make_model()
+        m[0].weight.array = numpy.asfortranarray(m[0].weight.array)
+        m[2].weight.array = numpy.ascontiguousarray(m[2].weight.array)
+        return m
+
+    def flip_grads(m):
+        for p in m.parameters():
+            g = p.grad.array
+            p.grad.array = (numpy.ascontiguousarray(g) if g.flags.f_contiguous
+                            else numpy.asfortranarray(g))
+
+    results = []
+    for mode in ("dp", "zero", "alone"):
+        net = model()
+        dp = dist.DataParallel(net, comm=comm, bucket_cap_mb=TINY_MB,
+                               first_bucket_cap_mb=TINY_MB) if mode != "alone" else net
+        opt = (optim.Adam(dp.parameters(), lr=0.01) if mode == "dp" else
+               dist.ZeroRedundancyOptimizer(dp.parameters(), optim.Adam, comm=comm, lr=0.01))
+        for x in batches(comm.rank):
+            opt.zero_grad()
+            with dp.no_sync() if mode != "alone" else contextlib.nullcontext():
+                (dp(x) ** 2).mean().backward()
+            flip_grads(net)
+            if mode != "alone":
+                dp.sync_grads()
+            opt.step()
+        if mode != "alone":
+            dp.remove()
+        results.append(params(net))
+    assert max_diff(results[0], results[1]) <= TOL
+    assert max_diff(results[0], results[2]) <= TOL
