@@ -29,6 +29,7 @@ CUDA_AWARE = "DISTTRAIN_CUDA_AWARE"  # "0"/"1": overrides MPI's own CUDA-awarene
 TUNE_MALLOC = "DISTTRAIN_TUNE_MALLOC"  # "1": disttrain.backend.tune_malloc() when it loads
 HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or commas
 SLOTS = "DISTTRAIN_SLOTS"  # docker/make_hostfile.py: ranks per host
+RANKS_PER_NODE = "DISTTRAIN_RANKS_PER_NODE"  # HierarchicalAllreduce: fake nodes of N ranks
 
 
 def _get(name: str, environ: Mapping[str, str] | None) -> str | None:
@@ -112,6 +113,12 @@ def slots(default: int = 1, environ: Mapping[str, str] | None = None) -> int:
         return int(value) if value else default
     except ValueError:
         raise ValueError(f"{SLOTS}: expected an integer, got {value!r}") from None
+
+
+def ranks_per_node(environ: Mapping[str, str] | None = None) -> str | None:
+    """DISTTRAIN_RANKS_PER_NODE as set (a faked node size for the hierarchical all-reduce),
+    None when unset or empty; the caller validates it, naming its rank."""
+    return _get(RANKS_PER_NODE, environ) or None
 
 
 # NOTE: the exit code of a job that must not be restarted: a rank's error with

@@ -10,6 +10,7 @@ several sizes, so the plain single-process run leaves it out.
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 
 import numpy
@@ -66,6 +67,28 @@ def _cupy_skip_reason() -> str | None:
 def _seed():
     """Every test starts from `disttrain.manual_seed(0)`, so default-generator draws repeat."""
     disttrain.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_group_left_behind():
+    """A single-process test that starts the world group (an example's main() under test calls
+    dist.init() for its CheckpointManager) leaves none behind: the group is destroyed after it
+    and torchrun's variables that init() exported are restored, so later tests (and the jobs
+    they start) see a process with no group. Under mpirun (tests/mpi) the group stays."""
+    if env.under_mpi_launcher():
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in env.TORCHRUN_RANK_VARS}
+    yield
+    if env.process_group() is not None:
+        import disttrain.distributed as dist
+
+        dist.destroy_process_group()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(params=["numpy", "cupy"])

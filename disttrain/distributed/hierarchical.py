@@ -18,14 +18,13 @@ reduce to each node's leader (local rank 0), all-reduce among leaders, broadcast
 
 from __future__ import annotations
 
-import os
-
 import numpy
 
+from disttrain import env
 from disttrain.distributed.comm import Communicator
 from disttrain.tensor import Tensor
 
-RANKS_PER_NODE_ENV = "DISTTRAIN_RANKS_PER_NODE"
+RANKS_PER_NODE_ENV = env.RANKS_PER_NODE
 
 
 def node_colors(hosts: list[str], ranks_per_node: int | None = None) -> list[int]:
@@ -70,8 +69,8 @@ class HierarchicalAllreduce:
     """
 
     def __init__(self, comm: Communicator, ranks_per_node: int | None = None):
-        if ranks_per_node is None and os.environ.get(RANKS_PER_NODE_ENV):
-            value = os.environ[RANKS_PER_NODE_ENV]
+        if ranks_per_node is None and env.ranks_per_node() is not None:
+            value = env.ranks_per_node()
             if not value.isdigit() or int(value) < 1:
                 raise ValueError(f"HierarchicalAllreduce (rank {comm.rank}): "
                                  f"{RANKS_PER_NODE_ENV} must be a positive integer, got "

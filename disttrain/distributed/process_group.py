@@ -100,9 +100,9 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
     if _Default.backend is not None and is_initialized():
         raise ValueError("init_process_group: trying to initialize the default process group "
                          "twice! (call destroy_process_group() first)")
-    launcher = env.torchrun_world()  # NOTE: read before init() exports MPI's values
+    _check_not_torchrun()
     comm = init()
-    _check_world(comm, world_size, rank, launcher)
+    _check_world(comm, world_size, rank)
     _Default.backend, group.WORLD = name, comm
 
 
@@ -118,17 +118,26 @@ def _check_backend(backend) -> str:
     return Backend.MPI
 
 
-def _check_world(comm: Communicator, world_size: int, rank: int, launcher) -> None:
-    """Raises on every rank (after one collective) when any rank's requested world_size/rank,
-    or the RANK/WORLD_SIZE a launcher like torchrun exported, differ from MPI's."""
+def _check_not_torchrun() -> None:
+    """Raises (before MPI starts) in a process that torchrun or mp.spawn started as one of
+    several: RANK/WORLD_SIZE say so, but no MPI launcher did. NOTE: under mpirun, MPI's answer
+    wins: RANK/WORLD_SIZE inherited from a parent process or a shell are overwritten by init()."""
+    launcher = env.torchrun_world()
+    if launcher is None or env.under_mpi_launcher() or launcher == (0, 1):
+        return
+    raise ValueError(f"init_process_group: RANK={launcher[0]}, WORLD_SIZE={launcher[1]} in the "
+                     "environment (torchrun's?) but no MPI launcher started this process. Start "
+                     "N ranks with `mpirun -n N python script.py` (not torchrun or mp.spawn)")
+
+
+def _check_world(comm: Communicator, world_size: int, rank: int) -> None:
+    """Raises on every rank (after one collective) when any rank's requested world_size/rank
+    differ from MPI's."""
     problems = []
     if world_size not in (-1, None) and world_size != comm.size:
         problems.append(f"world_size={world_size} but mpirun started {comm.size} rank(s)")
     if rank not in (-1, None) and rank != comm.rank:
         problems.append(f"rank={rank} but its MPI rank is {comm.rank}")
-    if launcher is not None and launcher != (comm.rank, comm.size):
-        problems.append(f"RANK={launcher[0]}, WORLD_SIZE={launcher[1]} in the environment "
-                        f"(torchrun's?) but MPI says rank {comm.rank} of {comm.size}")
     everyone = comm.allgather_obj(problems)
     found = [f"rank {r}: {p}" for r, mine in enumerate(everyone) for p in mine]
     if found:

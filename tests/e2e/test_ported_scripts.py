@@ -96,8 +96,11 @@ def test_word_language_model_learns(tmp_path, model):
                 "--batch_size", "8", "--log-interval", "20", "--lr", "20",
                 "--save", str(tmp_path / "lm.pt")], tmp_path)
     ppl = [float(v) for v in re.findall(r"valid ppl +([0-9.]+)", out)]
-    assert len(ppl) == 3 and ppl[-1] < ppl[0], out
-    assert re.search(r"End of training \| test loss +[0-9.]+ \| test ppl +[0-9.]+", out), out
+    # NOTE: lr 20 on a tiny corpus: an epoch may overshoot (the example then anneals lr /= 4),
+    # so the best epoch is what must beat the first, and the test loss uses the best model
+    assert len(ppl) == 3 and min(ppl[1:]) < ppl[0], out
+    test_ppl = re.search(r"End of training \| test loss +[0-9.]+ \| test ppl +([0-9.]+)", out)
+    assert test_ppl and float(test_ppl.group(1)) < ppl[0], out
 
 
 def _epoch_losses(out: str) -> list[float]:

@@ -44,8 +44,19 @@ CALLS = {
 
 
 @pytest.fixture(autouse=True)
-def _no_group():
-    assert not dist.is_initialized(), "a unit test must not start MPI in this process"
+def _no_group(monkeypatch):
+    """Every test here runs with no group initialised. NOTE: an earlier in-process test (an
+    example's main() with --checkpoint-dir) may have called dist.init(); MPI cannot stop, so
+    the group is hidden for the test (as destroy_process_group would) and restored after."""
+    import sys
+
+    from disttrain import env
+
+    if dist.is_initialized():
+        world = sys.modules[dist.is_initialized.__module__]  # where the group lives
+        monkeypatch.setattr(world._World, "active", False)
+        monkeypatch.setattr(env, "_group", [None])
+    assert not dist.is_initialized()
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -144,3 +155,16 @@ def test_group_must_be_none_world_or_a_communicator():
             call("world")
     with pytest.raises(TypeError, match=r"all_reduce: group must be None, .* got int"):
         dist.all_reduce(dt.ones(1), group=0)
+
+
+def test_a_torchrun_started_process_is_refused_before_mpi_starts(monkeypatch):
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(ValueError, match=r"^init_process_group: RANK=3, WORLD_SIZE=4 in the "
+                                         r"environment \(torchrun's\?\) but no MPI launcher "
+                                         r"started this process. Start N ranks with `mpirun"):
+        dist.init_process_group("gloo")
+    assert not dist.is_initialized()
+
