@@ -4,21 +4,24 @@ Arrays (numpy or cupy, or disttrain Tensors: their `.array`) travel with mpi4py'
 (upper-case) calls, in place where the name ends in `_`; `*_obj` calls pickle in memory and are
 for small Python objects only. cupy arrays: the current stream is
 synchronised before every MPI call; CUDA-aware MPI gets device pointers, otherwise the data is
-staged through host buffers.
+staged through host buffers. The world group (init, is_initialized, destroy) lives in world.py
+and is re-exported here.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
-import threading
-import traceback
 
 import numpy
 
 from disttrain import backend, env
-from disttrain.distributed.watchdog import heartbeat
+from disttrain.distributed.world import (  # noqa: F401  (re-exported: dist.init is comm.init)
+    _exit_code,
+    _set_blas_threads,
+    destroy,
+    init,
+    is_initialized,
+)
 from disttrain.tensor import Tensor
 
 try:
@@ -54,20 +57,25 @@ def _op(op: str):
 _MEAN_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _MEAN_OF_TWO = None  # the MPI user op, made on first use (MPI must be running)
 # NOTE: below this the division pass is cheap (in cache) and the op's call into Python is
-# not; from 256 KB up the op was equal or faster (1 MB: 0.83-0.85 of raw against 0.63-0.68)
+# not (4 KB: 8.9 against 7.7 us); from 256 KB up the op was faster
 _MEAN_OP_MIN_BYTES = 256 << 10
-_MEAN_PIECE_BYTES = 4 << 20
+# NOTE: larger buffers go in pieces of this size. Open MPI's shared-memory all-reduce slows
+# down from 4 MB up here (2 ranks: 16 MB in 2.4-2.6 ms as one call, 1.5-1.8 ms as 2 MB pieces;
+# 4 MB: 450 against 365 us)
+_MEAN_PIECE_BYTES = 2 << 20
 
 
 def _mean_of_two_op():
     """An MPI op computing (a + b) / 2: with two ranks MPI applies it once per element."""
     global _MEAN_OF_TWO
     if _MEAN_OF_TWO is None:
+        half32, half64 = numpy.float32(0.5), numpy.float64(0.5)
+
         def mean_of_two(inbuf, inoutbuf, datatype) -> None:
-            dtype = numpy.float32 if datatype == MPI.FLOAT else numpy.float64
-            a, b = numpy.frombuffer(inbuf, dtype), numpy.frombuffer(inoutbuf, dtype)
+            half = half32 if datatype == MPI.FLOAT else half64
+            a, b = numpy.frombuffer(inbuf, half.dtype), numpy.frombuffer(inoutbuf, half.dtype)
             numpy.add(a, b, out=b)
-            b *= dtype(0.5)
+            b *= half
         _MEAN_OF_TWO = MPI.Op.Create(mean_of_two, commute=True)
     return _MEAN_OF_TWO
 
@@ -174,32 +182,42 @@ class Communicator:
         """The mean over all ranks of float `array` (an array or a Tensor), in place; returns
         it.
 
-        NOTE: with two ranks a user op computes (a + b) / 2 inside the one reduction MPI
-        makes, on data it just moved, in cache: a separate division pass over the result (or
-        the input) cost 0.1-0.2 of the all-reduce's speed at 1 MB here. More ranks: a sum,
-        then the division (an op applied several times per element cannot divide once).
+        NOTE: with two ranks (float32/64, 256 KB and up) a user op computes (a + b) / 2 inside
+        the one reduction MPI makes, on the half of the data each rank reduces, in cache: 1 MB
+        took 115 us against 105 for the plain sum and 122 with a division pass first (or 145
+        after it). Otherwise each piece is divided by size, then summed: a pass over data just
+        written (dividing the result MPI returns cost more) and the only way with more ranks
+        (an op applied several times per element cannot divide once).
         """
         buf, write_back = self._buffer(self._array("allreduce_mean_", array))
         if buf.dtype.kind != "f":
             raise TypeError(f"allreduce_mean_ (rank {self.rank}): needs a float array, got "
                             f"{buf.dtype}")
-        flat = buf.reshape(-1, order="C" if buf.flags.c_contiguous else "F")  # a view
-        # NOTE: in pieces of at most 4 MB: a 16 MB buffer took 1.9 ms as four 4 MB
-        # all-reduces and 2.8-3.2 ms as one (Open MPI's shared-memory path, 2 ranks, here)
-        step = flat.size if not isinstance(flat, numpy.ndarray) else \
-            max(1, _MEAN_PIECE_BYTES // flat.itemsize)
-        use_op = (self.size == 2 and isinstance(flat, numpy.ndarray)
-                  and flat.dtype in _MEAN_DTYPES and flat.nbytes >= _MEAN_OP_MIN_BYTES)
-        for start in range(0, flat.size, step):
-            piece = flat[start:start + step]
-            if use_op:
-                self.mpi_comm.Allreduce(MPI.IN_PLACE, piece, op=_mean_of_two_op())
-            else:
-                self.mpi_comm.Allreduce(MPI.IN_PLACE, piece, op=MPI.SUM)
-                piece *= piece.dtype.type(1.0 / self.size)
+        flat = buf if buf.ndim == 1 else buf.reshape(
+            -1, order="C" if buf.flags.c_contiguous else "F")  # a view
+        if self.size == 2 and flat.nbytes >= _MEAN_OP_MIN_BYTES and flat.dtype in _MEAN_DTYPES \
+                and isinstance(flat, numpy.ndarray):
+            op, scale = _mean_of_two_op(), None
+        else:
+            op, scale = MPI.SUM, flat.dtype.type(1.0 / self.size)
+        self._allreduce_pieces_(flat, op, scale)
         if write_back:
             write_back()
         return array
+
+    def _allreduce_pieces_(self, flat, op, scale) -> None:
+        """All-reduces 1-D `flat` in place with `op`, a host array in pieces of at most
+        _MEAN_PIECE_BYTES; each piece is first multiplied by `scale` unless it is None (right
+        before its all-reduce, while it is in cache)."""
+        step = max(1, _MEAN_PIECE_BYTES // flat.itemsize)
+        if flat.size <= step or not isinstance(flat, numpy.ndarray):
+            pieces = (flat,)
+        else:
+            pieces = (flat[start:start + step] for start in range(0, flat.size, step))
+        for piece in pieces:
+            if scale is not None:
+                piece *= scale
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, piece, op=op)
 
     def reduce_(self, array, root: int = 0, op: str = "sum"):
         """Reduces `array` over all ranks into root's `array`, in place; the other ranks'
@@ -381,105 +399,3 @@ class Request:
                              f"{tuple(self._buf.shape)} {self._buf.dtype}")
         if self._write_back:
             self._write_back()
-
-
-class _World:
-    comm: Communicator | None = None  # NOTE: MPI's world, kept once made (MPI starts once)
-    active = False  # between init() and destroy(): what is_initialized() answers
-
-
-def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> Communicator:
-    """Starts MPI (once) and returns the world Communicator. Importing disttrain never starts
-    MPI, nor loads or configures mpi4py; this call imports mpi4py.MPI, which starts MPI with
-    MPI_THREAD_MULTIPLE and finalizes it at exit (unless it already runs, e.g. under
-    `python -m mpi4py` or after the script's own `from mpi4py import MPI`).
-
-    It also records the world group for core code (disttrain.env: DistributedSampler's default
-    rank and size) and exports torchrun's RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE
-    from MPI's answer, so ported scripts that read them work under mpirun.
-
-    The flags choose what else the first call changes in this process (later calls return the
-    same Communicator and change nothing):
-
-    Args:
-        abort_on_exception: replace sys.excepthook and threading.excepthook so that one rank's
-            uncaught exception ends the whole job: the rank, host and traceback are printed,
-            then MPI_Abort (as `python -m mpi4py` does), so no rank hangs waiting for it.
-        set_blas_threads: set OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS (and
-            the loaded BLAS, through threadpoolctl) to cores-per-node / ranks-per-node, unless
-            the user set any of them.
-
-    Example:
-        >>> import disttrain.distributed as dist
-        >>> comm = dist.init()
-        >>> comm.rank, comm.size
-        (0, 1)
-    """
-    if _World.comm is None:
-        # NOTE: the first heartbeats end disttrain-launch's start-up deadline for this rank:
-        # "init" before Communicator() (a collective: it can wait for a peer that never comes,
-        # and the launcher then blames the peer), "init-done" once MPI answered
-        heartbeat("init")
-        _World.comm = Communicator()
-        if abort_on_exception:
-            _install_abort_hooks(_World.comm)
-        if set_blas_threads:
-            _set_blas_threads(_World.comm)
-        heartbeat("init-done")
-    if not _World.active:
-        comm = _World.comm
-        env.record_process_group(env.ProcessGroup(comm.rank, comm.size, comm.local_rank,
-                                                  comm.local_size), comm=comm)
-        _World.active = True
-    return _World.comm
-
-
-def is_initialized() -> bool:
-    """Whether init() (or init_process_group()) ran and destroy() did not run since."""
-    return _World.active
-
-
-def destroy() -> None:
-    """Ends the world group (destroy_process_group): is_initialized() is False until the next
-    init(). MPI itself keeps running (it cannot start twice) and finalizes at exit."""
-    _World.active = False
-    env.forget_process_group()
-
-
-def _install_abort_hooks(comm: Communicator) -> None:
-    def report_and_abort(exc_type, exc, tb, where=""):
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
-        sys.stderr.write(f"[disttrain] rank {comm.rank} (host {comm.host}, pid {os.getpid()})"
-                         f" failed{where}; aborting all {comm.size} ranks:\n{text}")
-        sys.stderr.flush()
-        comm.abort(_exit_code(exc))
-
-    previous = sys.excepthook
-
-    def excepthook(exc_type, exc, tb):
-        if issubclass(exc_type, KeyboardInterrupt) or (comm.size == 1 and _exit_code(exc) == 1):
-            return previous(exc_type, exc, tb)
-        report_and_abort(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
-    threading.excepthook = lambda args: report_and_abort(
-        args.exc_type, args.exc_value, args.exc_traceback, f" in thread {args.thread.name}")
-
-
-def _exit_code(exc) -> int:
-    """1, or env.NO_RESTART_EXIT for an error that says a restart would fail the same way."""
-    return env.NO_RESTART_EXIT if getattr(exc, "restartable", True) is False else 1
-
-
-def _set_blas_threads(comm: Communicator) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # NOTE: affinity can be one core when mpirun binds; the node's count is what ranks share
-    threads = env.blas_threads_per_rank(max(cores, os.cpu_count() or 1), comm.local_size,
-                                        os.environ)
-    if threads is None:
-        return
-    for var in env.BLAS_THREAD_VARS:
-        os.environ[var] = str(threads)  # for libraries loaded later
-    from disttrain.threads import set_num_threads  # NOTE: lazy, as threadpoolctl was
-
-    set_num_threads(threads)  # the BLAS already loaded, through threadpoolctl

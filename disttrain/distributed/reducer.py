@@ -141,6 +141,18 @@ class _StepStats:
         finally:
             self.wait_s += time.perf_counter() - start
 
+    def inline(self, exchange, bucket) -> None:
+        """Runs `exchange(bucket)` in backward's own thread: its time is both comm_s and
+        wait_s (one clock read either side: this is the hot path without a comm thread)."""
+        heartbeat("all-reduce")
+        start = time.perf_counter()
+        try:
+            exchange(bucket)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.comm_s += elapsed
+            self.wait_s += elapsed
+
     def finish(self) -> None:
         self.last = {"comm_s": self.comm_s, "wait_s": self.wait_s, "bytes": self.nbytes}
 
@@ -330,11 +342,6 @@ class Reducer:
                             "returned a value; a hook leaves the mean in bucket.buffer(), in "
                             "place, and returns None")
 
-    def _exchange_now(self, bucket: _Bucket) -> None:
-        if self._comm_thread is not None:
-            self._comm_thread.wait()  # NOTE: the buckets before it go first, on every rank
-        self._exchange(bucket)
-
     def _launch_ready(self, at_end: bool = False) -> None:
         # NOTE: strictly in bucket order, so every rank issues the same collectives in the
         # same order even when its gradients become ready in another order. With overlap, a
@@ -350,7 +357,9 @@ class Reducer:
                     return
                 self._comm_thread.jobs.put(lambda bucket=bucket: self._exchange(bucket))
             else:
-                self.stats.blocking(self._exchange_now, bucket)
+                if self._comm_thread is not None:  # NOTE: the buckets before it go first
+                    self.stats.blocking(self._comm_thread.wait)
+                self.stats.inline(self._run_hook, bucket)
             self._next_launch += 1
 
     def _finish_step(self) -> None:

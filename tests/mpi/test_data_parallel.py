@@ -452,7 +452,7 @@ def test_allreduce_mean_is_the_mean_over_ranks(comm, dtype):
     expected = every.astype(numpy.float64).mean(axis=0)
     tol = 1e-6 if dtype == numpy.float32 else 1e-14
     assert numpy.allclose(mine, expected, rtol=tol, atol=tol)
-    big = rng.standard_normal((3, 600_000)).astype(dtype)  # pieces of 4 MB
+    big = rng.standard_normal((3, 600_000)).astype(dtype)  # in 2 MB pieces
     every_big = comm.allgather(big)
     comm.allreduce_mean_(big)
     assert numpy.allclose(big, every_big.astype(numpy.float64).mean(axis=0), rtol=tol,
