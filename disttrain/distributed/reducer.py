@@ -65,7 +65,7 @@ class _Bucket(GradBucket):
 
     def hold(self, grad) -> None:
         """A direct bucket's buffer: a flat view of its one (contiguous) gradient."""
-        self._buffer = grad.reshape(-1, order=_order(grad))
+        self._buffer = grad if grad.ndim == 1 else grad.reshape(-1, order=_order(grad))
 
     def reset(self) -> None:
         self.pending, self.staged = len(self.params), [False] * len(self.params)
