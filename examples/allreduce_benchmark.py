@@ -10,7 +10,8 @@ Run under mpirun with any number of ranks, e.g.
 Modes (columns), for every size (4 KB .. 64 MB in powers of 4, plus 64 MB as 4 x 16 MB calls):
   comm     `comm.allreduce_(x)` (disttrain Communicator, in place)
   mpi4py   `MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, x, MPI.SUM)` (the wrapper's overhead shows
-           as the difference from `comm`)
+           as the difference from `comm`); both refill x before every call (untimed) by a copy
+           from a second buffer, as the dp mode refills its gradients
   dp       `DataParallel.sync_grads()` on a model whose float32 gradients total the size (1-D
            parameters of --param-kb each), default bucket size; before every call the .grads
            are written afresh and set (untimed) to their own arrays, as a backward pass leaves

@@ -183,7 +183,7 @@ class Communicator:
 
         NOTE: with two ranks (float32/64, 256 KB and up) a user op computes (a + b) / 2 inside
         the one reduction MPI makes, on the half of the data each rank reduces, in cache: 1 MB
-        took 115 us against 105 for the plain sum and 122 with a division pass first (or 145
+        took 115 us against 105 for the plain sum and 122 with a division pass first (or 150
         after it). Otherwise each piece is divided by size, then summed: a pass over data just
         written (dividing the result MPI returns cost more) and the only way with more ranks
         (an op applied several times per element cannot divide once).
