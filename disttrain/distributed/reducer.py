@@ -1,14 +1,13 @@
 """The Reducer: DataParallel's engine (torch DDP's Reducer). It averages gradients over ranks
 during backward: flat buckets, each rank's gradients staged into them divided by size, and each
 complete bucket handed, in launch order, to the comm hook (comm_hooks.py) on a communication
-thread. Bookkeeping (heartbeats, timings) lives in _StepStats, out of the reduction code."""
+thread. Bookkeeping (heartbeats, timings) lives in step_stats.StepStats."""
 
 from __future__ import annotations
 
 import os
 import queue
 import threading
-import time
 import weakref
 
 import numpy
@@ -17,7 +16,7 @@ from disttrain import env
 from disttrain.backend import get_array_module
 from disttrain.distributed.buckets import DEFAULT_DIRECT_MB, assign_buckets
 from disttrain.distributed.comm_hooks import GradBucket, allreduce_hook
-from disttrain.distributed.watchdog import heartbeat
+from disttrain.distributed.step_stats import StepStats
 from disttrain.tensor import Tensor, queue_callback
 
 
@@ -105,58 +104,6 @@ class _CommThread:
                                f"{error}") from error
 
 
-class _StepStats:
-    """Bookkeeping of the gradient exchange, kept out of the reduction code: watchdog
-    heartbeats and per-step timings, published at the end of each synchronised backward.
-
-    comm_s: time inside the comm hook (its collectives), on either thread; wait_s: time
-    backward was blocked by the exchange; bytes: gradient bytes handed to the hook per step.
-    """
-
-    def __init__(self, nbytes: int):
-        self.nbytes, self.comm_s, self.wait_s = nbytes, 0.0, 0.0
-        self.last = {"comm_s": 0.0, "wait_s": 0.0, "bytes": 0}
-
-    def start(self) -> None:
-        heartbeat("backward")
-        self.comm_s = self.wait_s = 0.0
-
-    def timed(self, exchange):
-        """`exchange`, adding its time to comm_s (it runs on one thread at a time)."""
-        def run(bucket) -> None:
-            start = time.perf_counter()
-            try:
-                exchange(bucket)
-            finally:
-                self.comm_s += time.perf_counter() - start
-        return run
-
-    def blocking(self, wait, *args) -> None:
-        """Runs `wait(*args)`, which blocks backward on the exchange, adding its time to
-        wait_s."""
-        heartbeat("all-reduce")
-        start = time.perf_counter()
-        try:
-            wait(*args)
-        finally:
-            self.wait_s += time.perf_counter() - start
-
-    def inline(self, exchange, bucket) -> None:
-        """Runs `exchange(bucket)` in backward's own thread: its time is both comm_s and
-        wait_s (one clock read either side: this is the hot path without a comm thread)."""
-        heartbeat("all-reduce")
-        start = time.perf_counter()
-        try:
-            exchange(bucket)
-        finally:
-            elapsed = time.perf_counter() - start
-            self.comm_s += elapsed
-            self.wait_s += elapsed
-
-    def finish(self) -> None:
-        self.last = {"comm_s": self.comm_s, "wait_s": self.wait_s, "bytes": self.nbytes}
-
-
 def has_spare_core(local_size: int, cores: int | None = None) -> bool:
     """Whether each rank on this node has a core beyond its compute thread's, so a
     communication thread overlaps instead of competing (measured: on 2 cores and 2 ranks,
@@ -208,7 +155,7 @@ class Reducer:
         self.sync_enabled, self._in_backward, self._next_launch = True, False, 0
         self._hook, self._hook_state, self._hook_registered = allreduce_hook, None, False
         self._synced_once, self.prescale = False, True
-        self.stats = _StepStats(sum(b.nbytes for b in self.buckets))
+        self.stats = StepStats(sum(b.nbytes for b in self.buckets))
         self._exchange = self.stats.timed(self._run_hook)
         self._handles, self._comm_thread = [], None
         if comm.size > 1:  # NOTE: one rank: the gradients already are the mean
