@@ -41,7 +41,7 @@ _FROM = {
 _SUBMODULES = (
     "algorithms", "buckets", "checkpoint", "collectives", "comm", "comm_hooks", "data_parallel",
     "ddp", "grid", "hierarchical", "p2p", "pipeline", "process_group", "reducer", "watchdog",
-    "zero",
+    "step_stats", "world", "zero",
 )  # fmt: skip
 
 __getattr__, __dir__, __all__ = _attach(
