@@ -194,26 +194,34 @@ class Communicator:
                             f"{buf.dtype}")
         flat = buf if buf.ndim == 1 else buf.reshape(
             -1, order="C" if buf.flags.c_contiguous else "F")  # a view
-        if self.size == 2 and flat.nbytes >= _MEAN_OP_MIN_BYTES and flat.dtype.char in "fd" \
-                and isinstance(flat, numpy.ndarray):  # NOTE: float32 and float64
-            op, scale = _mean_of_two_op(), None
-        else:
-            op, scale = MPI.SUM, flat.dtype.type(1.0 / self.size)
-        self._allreduce_pieces_(flat, op, scale)
+        self.mean_flat_(flat, self.mean_plan(flat))
         if write_back:
             write_back()
         return array
 
-    def _allreduce_pieces_(self, flat, op, scale) -> None:
-        """All-reduces 1-D `flat` in place with `op`, a host array in pieces of at most
-        _MEAN_PIECE_BYTES; each piece is first multiplied by `scale` unless it is None (right
-        before its all-reduce, while it is in cache)."""
+    def mean_plan(self, flat) -> tuple:
+        """How `mean_flat_` averages an array of `flat`'s dtype, size and kind: (MPI op, scale
+        applied first or None, piece length). DataParallel keeps one per bucket."""
         step = max(1, _MEAN_PIECE_BYTES // flat.itemsize)
-        if flat.size <= step or not isinstance(flat, numpy.ndarray):
-            pieces = (flat,)
-        else:
-            pieces = (flat[start:start + step] for start in range(0, flat.size, step))
-        for piece in pieces:
+        if not isinstance(flat, numpy.ndarray):
+            step = flat.size  # NOTE: device arrays go whole
+        if self.size == 2 and flat.nbytes >= _MEAN_OP_MIN_BYTES and flat.dtype.char in "fd" \
+                and isinstance(flat, numpy.ndarray):  # NOTE: float32 and float64
+            return _mean_of_two_op(), None, step
+        return MPI.SUM, flat.dtype.type(1.0 / self.size), step
+
+    def mean_flat_(self, flat, plan: tuple) -> None:
+        """The mean over ranks of 1-D contiguous `flat` (an MPI-ready buffer: no checks), in
+        place, as `plan` (from mean_plan) says: in pieces, each scaled first if the plan has a
+        scale (right before its all-reduce, while it is in cache)."""
+        op, scale, step = plan
+        if flat.size <= step:
+            if scale is not None:
+                flat *= scale
+            self.mpi_comm.Allreduce(MPI.IN_PLACE, flat, op=op)
+            return
+        for start in range(0, flat.size, step):
+            piece = flat[start:start + step]
             if scale is not None:
                 piece *= scale
             self.mpi_comm.Allreduce(MPI.IN_PLACE, piece, op=op)

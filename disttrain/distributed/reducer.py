@@ -37,6 +37,7 @@ class _Bucket(GradBucket):
     def __init__(self, index: int, params: list, names: list[str], comm, is_last: bool):
         super().__init__(index, params, names, comm, is_last)
         self.direct = len(params) == 1
+        self.plan = None  # NOTE: how the Communicator averages a direct bucket (mean_plan)
         self.views = [None] * len(params)
         self.numel = sum(p.numel() for p in params)
         self.allocate()
@@ -250,12 +251,13 @@ class Reducer:
         scale = None if not self.prescale or (bucket.direct and self._hook is allreduce_hook) \
             else grad.dtype.type(1.0 / self.comm.size)
         if bucket.direct:
-            if _order(grad) != _order(param.array) or not (grad.flags.c_contiguous
+            # NOTE: the same strides as the parameter (the common case, one check) imply its
+            # memory order; otherwise the grad is laid out as the parameter is, so the flat
+            # buffer is (ZeroRedundancyOptimizer's shards rely on it)
+            if grad.strides != param.array.strides or not (grad.flags.c_contiguous
                                                            or grad.flags.f_contiguous):
-                # NOTE: the parameter's memory order: the flat buffer is then laid out as
-                # the parameter is (ZeroRedundancyOptimizer's shards rely on it)
                 grad = param.grad.array = get_array_module(grad).asarray(
-                    grad, order=_order(param.array))  # a copy: the order differs
+                    grad, order=_order(param.array))  # a copy if the order differs
             if scale is not None:
                 grad *= scale
             bucket.hold(grad)
@@ -283,7 +285,13 @@ class Reducer:
     def _run_hook(self, bucket: _Bucket) -> None:
         """The exchange of one bucket (on the comm thread or inline)."""
         if bucket.direct and self._hook is allreduce_hook:
-            self.comm.allreduce_mean_(bucket.buffer())
+            flat = bucket._buffer
+            if type(flat) is numpy.ndarray:  # NOTE: host memory, ready for MPI as it is
+                if bucket.plan is None:
+                    bucket.plan = self.comm.mean_plan(flat)
+                self.comm.mean_flat_(flat, bucket.plan)
+            else:
+                self.comm.allreduce_mean_(flat)
         elif self._hook(self._hook_state, bucket) is not None:
             raise TypeError(f"rank {self.comm.rank}: comm hook {_hook_name(self._hook)} "
                             "returned a value; a hook leaves the mean in bucket.buffer(), in "
