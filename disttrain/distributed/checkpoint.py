@@ -4,6 +4,8 @@ Layout of `dir`:
     step-00000100/manifest.json           format version, world layout, size + sha256 per file
     step-00000100/shard-00000.safetensors  model/optimizer/scheduler tensors of pipeline stage 0
                                            (written once per stage: by data-parallel rank 0)
+    step-00000100/zero-optimizer-00000-00003.safetensors  rank 3's range of the state of the
+                      ZeroRedundancyOptimizer `optimizer=` in stage 0 (each rank its own)
     step-00000100/rank-00003.json          rank 3's own state: RNGs, data position, user dicts
     latest                                 "step-00000100", replaced atomically after commit
     lock                                   flock'd by world rank 0: one job per directory
@@ -30,6 +32,7 @@ import numpy
 from disttrain import env, serialization
 from disttrain import random as _random
 from disttrain.data import DataLoader, Sampler
+from disttrain.distributed import zero_checkpoint
 from disttrain.distributed.checkpoint_lock import lock_collectively
 from disttrain.distributed.checkpoint_store import (
     FORMAT_VERSION,
@@ -38,6 +41,7 @@ from disttrain.distributed.checkpoint_store import (
     PREFIX,
     CheckpointRefusedError,
     describe,
+    file_problem,
     lineage_of,
     move_aside,
     new_lineage,
@@ -150,8 +154,11 @@ class CheckpointManager:
         self._check_open("save")
         self.wait()
         stage, writes_shard = _shard_of(stateful, self.comm.rank)
+        zero = zero_checkpoint.snapshot(stateful, self.comm.rank, self.comm.size)
         shard, rank_state = {}, {"rng": {"default": _random.get_rng_state()}}
         for name, obj in stateful.items():
+            if name in zero:
+                continue  # NOTE: ZeroRedundancyOptimizers: a file per rank, never consolidated
             if isinstance(obj, numpy.random.Generator):
                 rank_state["rng"][name] = obj.bit_generator.state
             elif isinstance(obj, dict):
@@ -168,7 +175,7 @@ class CheckpointManager:
                 rank_state.setdefault("data", {})[name] = obj.state_dict()
             else:
                 shard[name] = obj.state_dict()  # NOTE: host copies: safe to write later
-        args = (step, stage, shard if writes_shard and shard else None, rank_state)
+        args = (step, stage, shard if writes_shard and shard else None, rank_state, zero)
         if self.async_save:
             self._pending = threading.Thread(target=self._write_and_commit_safely, args=args,
                                              name="disttrain-checkpoint", daemon=True)
@@ -192,14 +199,14 @@ class CheckpointManager:
         except BaseException as e:  # NOTE: surfaced by the next save() or wait()
             self._error = e
 
-    def _write_and_commit(self, step: int, stage: int, shard, rank_state) -> None:
+    def _write_and_commit(self, step: int, stage: int, shard, rank_state, zero) -> None:
         comm, rank = self._ckpt_comm, self._ckpt_comm.rank
         tmp = self.dir / (step_dir(step) + ".tmp")
         refusal = self._prepare(step, tmp) if rank == 0 else None
         refusal = comm.bcast_obj(refusal)
         if refusal is not None:
             raise CheckpointRefusedError(f"CheckpointManager.save: rank {rank}: {refusal}")
-        written = []
+        written = zero_checkpoint.write(tmp, zero)
         if shard is not None:
             path = tmp / f"shard-{stage:05d}.safetensors"
             serialization.save(shard, path)  # NOTE: atomic and fsynced
@@ -268,7 +275,9 @@ class CheckpointManager:
         and rank; skipped checkpoints newer than the one loaded are moved intact into
         `dir/rejected-<UTC time>/`, so this run never overwrites them. When `dir` holds saved
         work (`latest` or a `step-N` directory) but nothing is restorable, raises on every
-        rank naming what it found, unless `start_fresh` was given."""
+        rank naming what it found, unless `start_fresh` was given. At another world size,
+        models, schedulers and optimizers restore (ZeroRedundancyOptimizer state re-sliced),
+        per-rank state (RNGs, loaders, samplers, dicts) does not."""
         heartbeat("restore")
         self._check_open("restore")
         self.wait()
@@ -314,11 +323,12 @@ class CheckpointManager:
         """(the newest of `steps` every rank verifies, loaded into `stateful`, or None; and
         (step, why) for each step skipped). Skipped newer steps are moved aside."""
         stage, _ = _shard_of(stateful, self.comm.rank)
+        zeros = zero_checkpoint.zero_optimizers(stateful)
         wants_shard = any(not _is_rank_state(o) and hasattr(o, "state_dict")
-                          for o in stateful.values())
+                          for name, o in stateful.items() if name not in zeros)
         rejected = []
         for step in steps:
-            problems = self.comm.allgather_obj(self._verify(step, stage, wants_shard))
+            problems = self.comm.allgather_obj(self._verify(step, stage, wants_shard, stateful))
             if any(problems):
                 rejected.append((step, "; ".join(p for p in problems if p)))
                 continue
@@ -351,35 +361,39 @@ class CheckpointManager:
             raise RuntimeError(f"CheckpointManager.restore: rank {self.comm.rank}: {error}")
         return moved
 
-    def _verify(self, step: int, stage: int, wants_shard: bool) -> str | None:
+    def _verify(self, step: int, stage: int, wants_shard: bool, stateful: dict) -> str | None:
         """Why this rank cannot use checkpoint `step` (None when it can)."""
         rank, folder = self.comm.rank, self.dir / step_dir(step)
         manifest, problem = read_manifest(folder, step)
         if problem is not None:
             return f"rank {rank}: {problem}"
-        if manifest["world_size"] != self.comm.size:
+        same_size = manifest["world_size"] == self.comm.size
+        per_rank = sorted(name for name, obj in stateful.items() if _is_rank_state(obj))
+        if not same_size and per_rank:  # NOTE: RNGs and data positions are per rank
             return (f"rank {rank}: {folder} was written by {manifest['world_size']} ranks, "
-                    f"this job has {self.comm.size}")
-        needed = [f"rank-{rank:05d}.json"] + ([f"shard-{stage:05d}.safetensors"]
-                                              if wants_shard else [])
-        for name in needed:
-            entry, path = manifest["files"].get(name), folder / name
-            if entry is None or not path.is_file():
-                return f"rank {rank}: {path} is missing"
-            if path.stat().st_size != entry["size"]:
-                return (f"rank {rank}: {path} has {path.stat().st_size} bytes, the manifest "
-                        f"says {entry['size']}")
-            if sha256_of(path) != entry["sha256"]:
-                return f"rank {rank}: {path} fails its sha256 check (corrupted)"
-        return None
+                    f"this job has {self.comm.size}; per-rank state ({', '.join(per_rank)}) "
+                    "restores only at the same world size: restore models, schedulers and "
+                    "optimizers alone (ZeroRedundancyOptimizer shards are re-sliced)")
+        shard = f"shard-{stage:05d}.safetensors"
+        needed = dict.fromkeys(([f"rank-{rank:05d}.json"] if same_size else [])
+                               + ([shard] if wants_shard else [])
+                               + zero_checkpoint.files_to_verify(manifest, stateful, shard))
+        problems = (file_problem(folder / name, manifest["files"].get(name)) for name in needed)
+        return next((f"rank {rank}: {p}" for p in problems if p is not None), None)
 
     def _load(self, step: int, stage: int, stateful: dict) -> None:
         folder = self.dir / step_dir(step)
-        rank_state = json.loads((folder / f"rank-{self.comm.rank:05d}.json").read_text())
+        manifest, _ = read_manifest(folder, step)
+        rank_state = {}  # NOTE: another world size: no per-rank state (see _verify)
+        if manifest["world_size"] == self.comm.size:
+            rank_state = json.loads((folder / f"rank-{self.comm.rank:05d}.json").read_text())
+            _random.set_rng_state(rank_state["rng"]["default"])
         shard_path = folder / f"shard-{stage:05d}.safetensors"
         shard = serialization.load(shard_path) if shard_path.is_file() else {}
-        _random.set_rng_state(rank_state["rng"]["default"])
+        loaded = zero_checkpoint.load(folder, manifest, stateful)
         for name, obj in stateful.items():
+            if name in loaded:
+                continue
             if isinstance(obj, numpy.random.Generator):
                 obj.bit_generator.state = rank_state["rng"][name]
             elif isinstance(obj, dict):

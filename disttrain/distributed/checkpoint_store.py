@@ -53,6 +53,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_problem(path: Path, entry: dict | None) -> str | None:
+    """Why the file at `path` does not match its manifest `entry` (None: it does): missing,
+    another size or another sha256."""
+    if entry is None or not path.is_file():
+        return f"{path} is missing"
+    if path.stat().st_size != entry["size"]:
+        return f"{path} has {path.stat().st_size} bytes, the manifest says {entry['size']}"
+    if sha256_of(path) != entry["sha256"]:
+        return f"{path} fails its sha256 check (corrupted)"
+    return None
+
+
 def new_lineage() -> str:
     """A fresh id for a run's checkpoints; restores carry it on, so retention and `save` touch
     only the directories this run wrote. NOTE: os.urandom, not the seeded generators, so

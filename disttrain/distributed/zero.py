@@ -11,7 +11,7 @@ gives every rank the updated parameters. Consolidated state_dicts: zero_state.py
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy
@@ -266,6 +266,41 @@ class ZeroRedundancyOptimizer(Optimizer):
         """Loads a full state (this class's or the plain optimizer's state_dict(), from any
         world size); every rank takes its shard of it. Call it on every rank."""
         zero_state.load(self, state_dict)
+
+    def sharded_state_dict(self) -> dict[str, Any]:
+        """This rank's own part of the state, without a collective (what CheckpointManager
+        writes per rank, as torch's DCP or DeepSpeed do): a checkpoint holds 1/size of the
+        state per rank instead of moving all of it through one.
+
+        Returns `{"layout": {"world_size", "rank", "range": [start, end], "flat_size",
+        "offsets", "sizes", "shapes", "orders"}, "state": {name: 1-d array over [start, end)
+        of the flat buffer}, "params": {position: {"names": [...], "scalars": {"step": ...}}},
+        "param_groups": [...]}`; per-parameter lists and keys are positions in param_groups,
+        as in `state_dict()`. Arrays are host copies; everything else is JSON-serialisable.
+
+        Example:
+            >>> shard = opt.sharded_state_dict()
+            >>> shard["layout"]["range"], shard["state"]["exp_avg"].shape   # Adam
+            ([0, 37], (37,))
+        """
+        return zero_state.sharded(self)
+
+    def load_sharded_state_dict(self, shards: Sequence[dict[str, Any]]) -> None:
+        """Loads the state from the `sharded_state_dict()`s of every rank of a saved run, at
+        any world size (resharding): this rank takes exactly the elements of its own range
+        from the saved shards overlapping it, and never indexes the others (so `shards` may be
+        a lazy sequence; array values need only support `[start:stop]`, e.g. safetensors
+        `get_slice`). Not a collective. Refuses, naming the rank, shards whose layout
+        (parameter count, shapes, flat size, param groups) differs from this optimizer's.
+
+        Args:
+            shards: shards[r] is rank r's sharded_state_dict() of the saved run.
+
+        Example:
+            >>> shards = comm.allgather_obj(opt.sharded_state_dict())  # small models only
+            >>> other_opt.load_sharded_state_dict(shards)   # at this or any world size
+        """
+        zero_state.load_sharded(self, shards)
 
 
 def _piece(array, grad) -> Parameter:
