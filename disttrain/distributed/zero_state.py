@@ -214,7 +214,6 @@ def load_sharded(zero, shards) -> None:
     opened = {r: _checked(zero, shards, r, saved_ranges, where)
               for r in _overlapping(saved_ranges, spans)}
     params = {r: {int(k): v for k, v in shard["params"].items()} for r, shard in opened.items()}
-    _update_groups(zero, reference["param_groups"])
     inner_state = []
     for (piece, index, _, _), (start, end) in zip(zero._pieces, spans):
         owners = [r for r in opened if saved_ranges[r][0] < end and start < saved_ranges[r][1]]
@@ -223,6 +222,7 @@ def load_sharded(zero, shards) -> None:
             state = {name: _gather(opened, saved_ranges, owners, name, (start, end), where)
                      for name in entry["names"]}
             inner_state.append((piece, state | copy.deepcopy(entry["scalars"])))
+    _update_groups(zero, reference["param_groups"])
     _load_inner(zero, inner_state)
 
 
