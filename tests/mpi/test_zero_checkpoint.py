@@ -37,10 +37,10 @@ def make_model(seed: int = 0, hidden: int = 7) -> nn.Module:
     return nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 4)).to(dt.float64)
 
 
-def setup(comm, seed: int = 0, hidden: int = 7):
+def setup(comm, seed: int = 0, hidden: int = 7, stage: int = 1):
     dp = dist.DataParallel(make_model(seed, hidden), comm=comm)
     return dp, dist.ZeroRedundancyOptimizer(dp.parameters(), optim.Adam, comm=comm, lr=0.01,
-                                            betas=(0.8, 0.99), amsgrad=True)
+                                            betas=(0.8, 0.99), amsgrad=True, stage=stage)
 
 
 def batches(rank: int, steps: int, seed: int = 0) -> list:
@@ -129,18 +129,18 @@ def test_shards_load_at_another_world_size_into_the_same_state(comm):
     assert results == [[], [], []]
 
 
-@pytest.mark.parametrize("stage", [1, 2])
-def test_checkpoint_manager_resume_is_bit_identical(comm, mpi_tmp_path, monkeypatch, stage):
-    dp, opt = setup(comm)
-    opt.stage = stage
-    ckpt = dist.CheckpointManager(str(mpi_tmp_path), comm)
+@pytest.mark.parametrize(("stage", "async_save"), [(1, False), (2, True)])
+def test_checkpoint_manager_resume_is_bit_identical(comm, mpi_tmp_path, monkeypatch, stage,
+                                                    async_save):
+    dp, opt = setup(comm, stage=stage)
+    ckpt = dist.CheckpointManager(str(mpi_tmp_path), comm, async_save=async_save)
     train(dp, opt, batches(comm.rank, 2))
     ckpt.save(2, model=dp, optimizer=opt)
     train(dp, opt, batches(comm.rank, 3, seed=1))
     dp.remove()
     expected, expected_state = params(dp.module), opt.state_dict()
     ckpt.close()
-    dp, opt = setup(comm, seed=9)
+    dp, opt = setup(comm, seed=9, stage=stage)
     resumed = dist.CheckpointManager(str(mpi_tmp_path), comm)
     with opened_files(monkeypatch) as opened:
         step = resumed.restore(model=dp, optimizer=opt)
@@ -351,3 +351,15 @@ def test_save_refuses_an_optimizer_over_part_of_the_ranks(comm, mpi_tmp_path):
                                              rf"'optimizer' spans 1 of the manager's "
                                              rf"{comm.size} ranks"):
             ckpt.save(1, optimizer=opt)
+
+
+def test_saved_files_lists_every_saved_rank_even_one_the_manifest_lost():
+    files = {n: {} for n in ("shard-00000.safetensors", "zero-optimizer-00000-00000.safetensors",
+                             "zero-optimizer-00000-00002.safetensors",
+                             "zero-optimizer-00001-00000.safetensors",
+                             "zero-opt-00000-00005.safetensors")}
+    assert zero_checkpoint.saved_files({"files": files}, "optimizer", 0) == [
+        f"zero-optimizer-00000-{r:05d}.safetensors" for r in range(3)]
+    assert zero_checkpoint.saved_files({"files": files}, "optimizer", 1) == [
+        "zero-optimizer-00001-00000.safetensors"]
+    assert zero_checkpoint.saved_files({"files": files}, "sched", 0) == []
