@@ -68,6 +68,7 @@ def measure(comm, folder: Path, model, optimizer, saves: int) -> tuple[list[floa
             ckpt.save(step, model=model, optimizer=optimizer)
             seconds.append(comm.allreduce_obj(time.perf_counter() - start, op="max"))
     manifest = json.loads((folder / f"step-{saves:08d}" / "manifest.json").read_text())
+    comm.barrier()  # NOTE: every rank has read it before rank 0 removes the folder again
     written: dict[int, int] = {}
     for entry in manifest["files"].values():
         written[entry["rank"]] = written.get(entry["rank"], 0) + entry["size"]
