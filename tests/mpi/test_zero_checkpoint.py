@@ -363,3 +363,47 @@ def test_saved_files_lists_every_saved_rank_even_one_the_manifest_lost():
     assert zero_checkpoint.saved_files({"files": files}, "optimizer", 1) == [
         "zero-optimizer-00001-00000.safetensors"]
     assert zero_checkpoint.saved_files({"files": files}, "sched", 0) == []
+
+
+@pytest.mark.mpi(min_size=4)
+def test_pipeline_stages_write_their_own_sharded_files(comm, mpi_tmp_path):
+    """dp=2 x pp=2 (every 4 ranks a grid; ranks past a multiple of 4 sit it out): each
+    stage's optimizer spans its data-parallel group and writes
+    zero-optimizer-<stage>-<dp_rank>; resume is bit-identical."""
+    color = comm.rank // 4
+    world = comm.split(color=color)
+    if world.size < 4:
+        return
+
+    def build(seed: int):
+        dt.manual_seed(seed)
+        grid = dist.ProcessGrid(dp=2, pp=2, comm=world)
+        net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dt.float64)
+        pipe = dist.Pipeline(net, grid, 2, balance=[2, 1])
+        return pipe, dist.ZeroRedundancyOptimizer(pipe.parameters(), optim.Adam,
+                                                  comm=grid.dp_comm, lr=0.01)
+
+    def train_pipe(pipe, opt, seed: int) -> None:
+        rng = numpy.random.default_rng(seed)
+        for _ in range(2):
+            x, y = dt.tensor(rng.standard_normal((4, 4))), dt.tensor(rng.integers(0, 3, 4))
+            opt.zero_grad()
+            pipe.step(x, y, nn.CrossEntropyLoss())
+            opt.step()
+
+    folder = mpi_tmp_path / f"grid{color}"
+    pipe, opt = build(0)
+    train_pipe(pipe, opt, 0)
+    with dist.CheckpointManager(str(folder), world) as ckpt:
+        ckpt.save(1, model=pipe, optimizer=opt)
+    train_pipe(pipe, opt, 1)
+    expected = params(pipe)
+    pipe, opt = build(5)
+    with dist.CheckpointManager(str(folder), world) as ckpt:
+        step = ckpt.restore(model=pipe, optimizer=opt)
+    train_pipe(pipe, opt, 1)
+    files = sorted(p.name for p in (folder / "step-00000001").glob("zero-*"))
+    assert step == 1
+    assert files == [f"zero-optimizer-{s:05d}-{r:05d}.safetensors" for s in (0, 1)
+                     for r in (0, 1)]
+    assert all(numpy.array_equal(a, b) for a, b in zip(expected, params(pipe)))
