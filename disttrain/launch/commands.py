@@ -102,7 +102,8 @@ def build_command(flavour: str, mpirun: str, job: Job, *, is_root: bool, cores: 
 def job_env(environ, nprocs: int, cores: int, heartbeat_dir: str, checkpoint_dir: str | None,
             attempt: int, log_dir: str, lease_path: str | None = None) -> dict[str, str]:
     """The variables the launcher exports to every rank (OMP_NUM_THREADS: the user's, else
-    disttrain.env.threads_per_rank, the rule dist.init() applies too); with `lease_path`, also
+    disttrain.env.threads_per_rank, the rule dist.init() applies too; the allocator settings of
+    env.rank_allocator_env); with `lease_path`, also
     this launcher's pid, host and lease file, which each rank's watcher checks (_rank.py)."""
     exported = {env.HEARTBEAT_DIR: heartbeat_dir, env.RESTART_COUNT: str(attempt),
                 env.LOG_DIR: log_dir, "PYTHONUNBUFFERED": "1"}
@@ -113,6 +114,7 @@ def job_env(environ, nprocs: int, cores: int, heartbeat_dir: str, checkpoint_dir
         exported[env.CHECKPOINT_DIR] = checkpoint_dir
     exported["OMP_NUM_THREADS"] = (environ.get("OMP_NUM_THREADS")
                                    or str(env.threads_per_rank(cores, nprocs)))
+    exported.update(env.rank_allocator_env(environ))
     return exported
 
 

@@ -3,6 +3,11 @@ the variables exported to the ranks (no MPI needed)."""
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 
 from disttrain import env
@@ -78,6 +83,56 @@ def test_what_the_launcher_exports_is_what_the_rank_reads():
     exported = commands.job_env({}, 2, 8, "/h", "/c", 2, "/l")
     assert (env.heartbeat_dir(exported), env.checkpoint_dir(environ=exported),
             env.restart_count(exported), env.log_dir(exported)) == ("/h", "/c", 2, "/l")
+
+
+def test_job_env_asks_glibc_for_huge_pages_unless_told_not_to():
+    exported = commands.job_env({}, 2, 8, "/h", None, 0, "/l")
+    assert exported[env.GLIBC_TUNABLES] == "glibc.malloc.hugetlb=1"
+    assert exported[env.TUNE_MALLOC] == "1" and env.tune_malloc(exported)
+    # the user's tunables are kept, hugetlb appended; their own tune_malloc choice wins
+    kept = commands.job_env({env.GLIBC_TUNABLES: "glibc.malloc.arena_max=2",
+                             env.TUNE_MALLOC: "0"}, 2, 8, "/h", None, 0, "/l")
+    assert kept[env.GLIBC_TUNABLES] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert kept[env.TUNE_MALLOC] == "0"
+    # a hugetlb setting of their own is left as it is
+    own = commands.job_env({env.GLIBC_TUNABLES: "glibc.malloc.hugetlb=0"}, 2, 8, "/h", None, 0,
+                           "/l")
+    assert own[env.GLIBC_TUNABLES] == "glibc.malloc.hugetlb=0"
+    off = commands.job_env({env.HUGE_PAGES: "0"}, 2, 8, "/h", None, 0, "/l")
+    assert env.GLIBC_TUNABLES not in off and env.TUNE_MALLOC not in off
+
+
+def _thp_mode() -> str | None:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else None
+
+
+@pytest.mark.skipif(_thp_mode() not in ("always", "madvise")
+                    or not os.path.exists("/proc/self/smaps_rollup")
+                    or not (platform.libc_ver()[0] == "glibc"
+                            and tuple(map(int, platform.libc_ver()[1].split(".")[:2])) >= (2, 35)),
+                    reason="needs Linux transparent huge pages (always/madvise) and glibc >= 2.35")
+def test_what_the_launcher_exports_puts_1_mb_arrays_on_huge_pages():
+    """A rank with the launcher's allocator settings gets 1 MB arrays (a gradient's size) on
+    2 MB pages; without them it gets none (what makes Open MPI's copies faster)."""
+    code = ("import numpy, disttrain.backend\n"  # NOTE: the backend applies TUNE_MALLOC
+            "arrays = [numpy.ones(1 << 18, numpy.float32) for _ in range(32)]\n"
+            "with open('/proc/self/smaps_rollup') as f:\n"
+            "    print([l.split()[1] for l in f if l.startswith('AnonHugePages')][0])")
+    base = {k: v for k, v in os.environ.items()
+            if k not in (env.GLIBC_TUNABLES, env.TUNE_MALLOC, env.HUGE_PAGES)}
+
+    def huge_kb(extra):
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **extra},
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+
+    assert huge_kb(env.rank_allocator_env({})) >= 16 * 1024  # of the 32 MB
+    assert huge_kb({}) < 4 * 1024
 
 
 def test_passthrough_is_shell_split():
