@@ -77,6 +77,13 @@ def stage_table(rows: list[dict], partition, schedule: str, microbatches: int) -
     return "\n".join(lines)
 
 
+def draw_batch(rng, n: int, size: int):
+    """`size` indices of n images, none repeated when size <= n; a bigger batch takes whole
+    permutations one after the other (each image at most ceil(size / n) times)."""
+    rounds = -(-size // n)
+    return numpy.concatenate([rng.permutation(n) for _ in range(rounds)])[:size]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,13 +119,16 @@ def main(argv=None):
     per_replica = args.batch_size // args.dp
     say = print if comm.rank == 0 else (lambda *a, **k: None)
     say(f"{comm.size} ranks: dp={grid.dp} x pp={grid.pp}, stages {pipe.partition}")
+    if args.batch_size > len(images):
+        say(f"note: --batch-size {args.batch_size} is more than the {len(images)} training "
+            "images: a batch repeats images")
     if pipe.layer_times is not None:  # balance="time": what the partition was cut from
         stage_ms = [sum(pipe.layer_times[a:b]) * 1e3 for a, b in pipe.partition]
         say("profiled forward+backward per stage (ms): "
             + ", ".join(f"{t:.2f}" for t in stage_ms))
     history = []
     for step in range(args.steps):
-        batch = rng.permutation(len(images))[:args.batch_size]  # same on every rank (seed)
+        batch = draw_batch(rng, len(images), args.batch_size)  # same on every rank (seed)
         mine = batch[grid.dp_rank * per_replica:(grid.dp_rank + 1) * per_replica]
         optimizer.zero_grad()
         loss = pipe.step(dt.tensor(images[mine]), dt.tensor(labels[mine]), loss_fn)
@@ -132,9 +142,14 @@ def main(argv=None):
     rows = grid.pp_comm.allgather_obj(mine)
     if grid.dp_rank == 0:
         say(stage_table(rows, pipe.partition, args.schedule, args.microbatches))
+        # NOTE: a step ends when the slowest stage's does; every replica takes the same time
+        step_s = max(r["step_s"] for r in rows)
+        say(f"step {step_s * 1e3:.1f} ms (slowest stage, median of the second half): "
+            f"{args.batch_size / step_s:.0f} samples/s over {comm.size} ranks")
         if args.json and comm.rank == 0:
             with open(args.json, "w") as f:
-                json.dump({"args": vars(args), "stages": rows, "partition": pipe.partition},
+                json.dump({"args": vars(args), "stages": rows, "partition": pipe.partition,
+                           "step_s": step_s, "samples_per_s": args.batch_size / step_s},
                           f, indent=2)
     return rows
 
