@@ -37,7 +37,8 @@ class _Bucket(GradBucket):
     def __init__(self, index: int, params: list, names: list[str], comm, is_last: bool):
         super().__init__(index, params, names, comm, is_last)
         self.direct = len(params) == 1
-        self.plan = None  # NOTE: how the Communicator averages a direct bucket (mean_plan)
+        # NOTE: ((dtype, size), Communicator.mean_plan) of a direct bucket's last buffer
+        self.plan = None
         self.views = [None] * len(params)
         self.numel = sum(p.numel() for p in params)
         self.allocate()
@@ -287,9 +288,10 @@ class Reducer:
         if bucket.direct and self._hook is allreduce_hook:
             flat = bucket._buffer
             if type(flat) is numpy.ndarray:  # NOTE: host memory, ready for MPI as it is
-                if bucket.plan is None:
-                    bucket.plan = self.comm.mean_plan(flat)
-                self.comm.mean_flat_(flat, bucket.plan)
+                key = (flat.dtype, flat.size)  # NOTE: a model cast after wrapping changes it
+                if bucket.plan is None or bucket.plan[0] != key:
+                    bucket.plan = key, self.comm.mean_plan(flat)
+                self.comm.mean_flat_(flat, bucket.plan[1])
             else:
                 self.comm.allreduce_mean_(flat)
         elif self._hook(self._hook_state, bucket) is not None:

@@ -467,3 +467,23 @@ def test_allreduce_mean_is_the_mean_over_ranks(comm, dtype):
     with pytest.raises(TypeError, match=f"allreduce_mean_ \\(rank {comm.rank}\\): needs a "
                                         "float array, got int64"):
         comm.allreduce_mean_(numpy.zeros(3, numpy.int64))
+
+
+def test_one_big_gradient_after_a_cast_is_still_the_mean(comm):
+    """A gradient of its own bucket (1 MB and up) keeps its averaging plan between steps;
+    after the model is cast to float64 the plan is remade (a float32 1/3 would scale float64
+    gradients at 3 ranks: wrong in the 8th digit)."""
+    dt.manual_seed(0)
+    model = nn.Linear(512, 512, bias=False)  # a 1 MB float32 weight: a direct bucket
+    dp = dist.DataParallel(model)
+    for dtype in (numpy.float32, numpy.float32, numpy.float64):
+        if dtype is numpy.float64:
+            model.double()
+        grads = [numpy.random.default_rng(r).standard_normal((512, 512)).astype(dtype)
+                 for r in range(comm.size)]
+        model.weight.grad = dt.tensor(grads[comm.rank].copy())
+        dp.sync_grads()
+        assert model.weight.grad.dtype == dtype
+        numpy.testing.assert_allclose(model.weight.grad.numpy(), numpy.mean(grads, axis=0),
+                                      rtol=1e-6 if dtype is numpy.float32 else 1e-13,
+                                      atol=1e-6 if dtype is numpy.float32 else 1e-13)
