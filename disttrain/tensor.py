@@ -44,6 +44,7 @@ from disttrain.tensor_math import MathMethods
 from disttrain.tensor_reduce import ReductionMethods, ReturnTypes  # noqa: F401
 from disttrain.tensor_shape import ShapeMethods, cat, stack  # noqa: F401
 from disttrain.tensor_storage import StorageMethods
+from disttrain.tensor_str import tensor_body
 
 _new_tensor = object.__new__
 _numpy_scalar = numpy.generic
@@ -179,7 +180,7 @@ class Tensor(MathMethods, ShapeMethods, ReductionMethods, StorageMethods):
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        body = numpy.array2string(backend.asnumpy(self.array), separator=", ", prefix="tensor(")
+        body = tensor_body(backend.asnumpy(self.array))
         extra = "" if self.dtype in (float32, int64, bool_) else f", dtype={self.dtype}"
         extra += "" if self.device == "cpu" else f", device='{self.device}'"
         if self._ctx is not None:

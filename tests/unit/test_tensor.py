@@ -401,7 +401,7 @@ def test_explicit_generator_does_not_touch_the_default():
 
 # ---------------------------------------------------------------- repr
 def test_repr_shows_values_dtype_and_grad_fn():
-    assert repr(dt.tensor([1.5, 2.5])) == "tensor([1.5, 2.5])"
+    assert repr(dt.tensor([1.5, 2.5])) == "tensor([1.5000, 2.5000])"  # torch's 4 decimals
     assert repr(dt.tensor([1, 2])) == "tensor([1, 2])"
     assert "dtype=float64" in repr(dt.tensor([1.0], dtype=dt.float64))
     x = dt.tensor([1.0, 2.0], requires_grad=True)
