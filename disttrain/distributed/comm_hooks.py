@@ -98,3 +98,28 @@ def fp16_compress_hook(state, bucket: GradBucket) -> None:
     xp.multiply(buffer, buffer.dtype.type(comm.size), out=half)
     comm.allgather(half).sum(axis=0, dtype=buffer.dtype, out=buffer)
     buffer *= buffer.dtype.type(1.0 / comm.size)
+
+
+def hierarchical_hook(state, bucket: GradBucket) -> None:
+    """Exchanges the bucket by a two-level all-reduce: within each node, then between the
+    nodes, then within each node again (`dist.HierarchicalAllreduce`). For many nodes on a
+    slow network, where the flat all-reduce pays a network latency per step of its ring; on
+    one machine it is only slower (README, "How it scales").
+
+    Args:
+        state: a `dist.HierarchicalAllreduce` built over the DataParallel's communicator
+            (collectively, on every rank, once: it splits the communicator by node).
+        bucket: the GradBucket to exchange.
+
+    Example:
+        >>> dp = dist.DataParallel(model)
+        >>> hier = dist.HierarchicalAllreduce(dp.comm)  # nodes by host name
+        >>> dp.register_comm_hook(hier, comm_hooks.hierarchical_hook)
+    """
+    if getattr(state, "comm", None) is not bucket.comm or not hasattr(state, "allreduce_"):
+        got = type(state).__name__ if getattr(state, "comm", None) is None else \
+            f"one over another communicator ({state.comm!r})"
+        raise TypeError(f"hierarchical_hook (rank {bucket.comm.rank}): state must be "
+                        "dist.HierarchicalAllreduce(dp.comm), over the DataParallel's own "
+                        f"communicator; got {got}")
+    state.allreduce_(bucket.buffer())

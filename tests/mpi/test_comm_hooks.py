@@ -282,3 +282,28 @@ def test_hook_sees_the_gradients_divided_by_size_and_stats_are_kept(comm):
     assert set(stats) == {"comm_s", "wait_s", "bytes"}
     assert stats["bytes"] == 4 * sum(p.numel() for p in dp.module.parameters())
     assert 0.0 < stats["comm_s"] and 0.0 < stats["wait_s"]
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["inline", "overlap"])
+def test_hierarchical_hook_trains_as_the_flat_all_reduce(comm, overlap):
+    """Nodes of 2 ranks faked on one machine (ranks_per_node=2): intra-node, inter-node and
+    intra-node again give the flat all-reduce's mean, up to float32 summation order."""
+    batches = [(shard(x, comm.rank, comm.size), shard(y, comm.rank, comm.size))
+               for x, y in global_batches(comm.size, (10,))]
+    flat, hier = make_mlp(100 + comm.rank), make_mlp(100 + comm.rank)
+    train(dist.DataParallel(flat, bucket_cap_mb=1e-3, first_bucket_cap_mb=1e-3), batches)
+    dp = dist.DataParallel(hier, bucket_cap_mb=1e-3, first_bucket_cap_mb=1e-3,
+                           overlap=overlap)
+    dp.register_comm_hook(dist.HierarchicalAllreduce(dp.comm, ranks_per_node=2),
+                          comm_hooks.hierarchical_hook)
+    train(dp, batches)
+    assert max_param_diff(hier, flat) <= 1e-6
+    assert all_params_same_on_ranks(comm, hier)
+
+
+def test_hierarchical_hook_refuses_a_state_that_is_not_one(comm):
+    dp = dist.DataParallel(make_linear())
+    dp.register_comm_hook(None, comm_hooks.hierarchical_hook)  # NOTE: runs on one rank too
+    with pytest.raises(Exception, match=rf"hierarchical_hook \(rank {comm.rank}\): state must "
+                                        r"be dist.HierarchicalAllreduce\(dp.comm\).*NoneType"):
+        scaled_backward(comm, dp)
