@@ -428,7 +428,9 @@ def main(argv=None):
     info = {"script": "allreduce_benchmark", "ranks": comm.size,
             "hosts": len(set(comm.allgather_obj(comm.host))),
             "mpi": MPI.Get_library_version().splitlines()[0].strip(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu_busy_before": busy}
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpu_busy_before": busy,
+            # NOTE: huge pages change MPI's shared-memory speed 1.5x (docs/PERFORMANCE.md)
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
     if args.bucket_sweep:
         nbytes, rows = bucket_sweep(args, comm, MPI, timer)
         result = dict(info, mode="bucket_sweep", model=args.sweep_model, grad_bytes=nbytes,
@@ -444,7 +446,8 @@ def main(argv=None):
             print_sizes(rows, errs, comm.size, args)
     if comm.rank == 0:
         print(f"\n{comm.size} ranks on {info['hosts']} host(s); {info['mpi']}; "
-              f"OMP_NUM_THREADS={info['omp_num_threads']}")
+              f"OMP_NUM_THREADS={info['omp_num_threads']}; "
+              f"GLIBC_TUNABLES={info['glibc_tunables'] or '(unset: no huge pages under 4 MB)'}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)

@@ -150,8 +150,9 @@ def main(argv=None) -> None:
     for mb in (int(s) for s in args.sizes_mb.split(",")):
         figures = measure(mb * MB, comm, MPI, args)
         if comm.rank == 0:
+            pages = os.environ.get("GLIBC_TUNABLES") or "unset"
             print(f"\n### {mb} MB, {comm.size} ranks, float32 (median of the per-call max over "
-                  "ranks; dp_python: rank 0 alone)\n")
+                  f"ranks; dp_python: rank 0 alone; GLIBC_TUNABLES {pages})\n")
             print("| mode | us | raw / mode |")
             print("|---|---|---|")
             for m, t in figures.items():
