@@ -25,6 +25,10 @@ RUNNER_FRAME = re.compile(r'^\s*File "(<frozen runpy>|.*mpi4py[/\\](run|__main__
 # "=   EXIT STATUS: 3" / "EXIT CODE: 3"
 HYDRA = re.compile(r"RANK (\d+) PID (\d+) RUNNING AT (\S+)\s*=?\s*(?:KILLED BY SIGNAL: (\d+)"
                    r"(?: \(([^)]*)\))?|EXIT (?:STATUS|CODE): (\d+))")
+# mpirun's own start-up failures that pass: a restart gets through (Open MPI 5's PMIx server
+# loses a race setting up its sockets now and then on a loaded machine)
+TRANSIENT_STARTUP = ("The PMIx server's listener thread failed to start",
+                     "bind() failed", "Address already in use")
 
 
 @dataclasses.dataclass
@@ -203,8 +207,16 @@ def startup_failure(nprocs: int, started: dict[int, dict], phases: dict[int, str
 
 
 def before_start(mpirun_output: str, returncode: int, tail_lines: int = 10) -> Failure:
-    """The report of an mpirun that failed before any rank started (a bad hostfile, an
-    unreachable host, a missing program): the end of mpirun's own output."""
+    """The report of an mpirun that failed before any rank started: the end of mpirun's own
+    output. Not restartable (a bad hostfile, an unreachable host, a missing program fail the
+    same way again) unless the output names one of mpirun's known passing start-up failures.
+
+    Example:
+        >>> before_start("The PMIx server's listener thread failed to start.", 213).restartable
+        True
+    """
     tail = "\n".join(line for line in mpirun_output.strip().splitlines()[-tail_lines:])
-    return Failure(who="mpirun", exit_code=returncode, traceback=tail, restartable=False,
-                   reason="failed before any rank started")
+    transient = any(marker in mpirun_output for marker in TRANSIENT_STARTUP)
+    return Failure(who="mpirun", exit_code=returncode, traceback=tail, restartable=transient,
+                   reason="failed before any rank started"
+                          + (" (a passing start-up failure of mpirun)" if transient else ""))

@@ -4,6 +4,7 @@ directory, the start-up verdict, the exported launcher lease and the rank-side w
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from disttrain import env
+from disttrain.launch import __main__ as main_
 from disttrain.launch import _rank, commands, reports, rundir
 
 FAKE_MPIRUN = "#!/bin/sh\necho 'mpirun (Open MPI) 5.0.0'\n"
@@ -154,6 +156,44 @@ def test_before_start_is_not_restartable_and_shows_mpirun_output():
     assert not failure.restartable
     assert failure.describe() == ("mpirun failed before any rank started; exit code 213\n"
                                   "    x\n    Unknown option --bad")
+
+
+def test_before_start_restarts_after_a_passing_pmix_failure():
+    output = ("----\nThe PMIx server's listener thread failed to start. We cannot\ncontinue.\n"
+              "----\n")
+    failure = reports.before_start(output, 213)
+    assert failure.restartable
+    assert failure.describe().startswith("mpirun failed before any rank started (a passing "
+                                         "start-up failure of mpirun); exit code 213\n")
+
+
+def _beat(directory, rank: int, phase: str, age_s: float) -> None:
+    record = {"rank": rank, "host": "h", "pid": 100 + rank, "phase": phase, "step": None,
+              "beat_time": time.time() - age_s}
+    (directory / f"rank-{rank}.json").write_text(json.dumps(record))
+
+
+def test_watchdog_leaves_a_rank_waiting_in_init_to_the_startup_deadline(tmp_path):
+    """Rank 0 waits in dist.init() while rank 1 still imports (a loaded machine): --timeout 1
+    must not kill the job; the start-up deadline (300 s) has not passed."""
+    _beat(tmp_path, 0, "init", age_s=10)
+    watchdog = main_._Watchdog(str(tmp_path), 2, timeout=1, startup_timeout=300)
+    assert watchdog.check() is None
+    # both up: from now on --timeout judges every rank, the one that stopped included
+    _beat(tmp_path, 1, "init", age_s=0)
+    _beat(tmp_path, 0, "forward", age_s=0)
+    _beat(tmp_path, 1, "forward", age_s=0)
+    assert watchdog.check() is None and watchdog.all_beating
+    _beat(tmp_path, 1, "forward", age_s=10)
+    failure = watchdog.check()
+    assert failure.rank == 1 and "made no progress for 10.0 s (watchdog timeout 1 s" \
+        in failure.reason
+
+
+def test_watchdog_without_a_startup_deadline_judges_init_by_the_timeout(tmp_path):
+    _beat(tmp_path, 0, "init", age_s=10)
+    failure = main_._Watchdog(str(tmp_path), 2, timeout=1, startup_timeout=None).check()
+    assert failure.rank == 0 and failure.phase == "init"
 
 
 # ---------------------------------------------------------------- the rank-side watcher
