@@ -9,13 +9,18 @@ enough for the hot path. When the launcher set a heartbeat directory (disttrain.
      "beat_time": 1767225600.25}
 
 `beat_time` is the time of the last heartbeat() call, not of the write, so a rank stuck in a
-collective keeps an old beat_time while its writer thread still runs. Without the variable,
+collective keeps an old beat_time while its writer thread still runs. As the script ends
+(atexit, before mpi4py's MPI_Finalize) the writer stops and one last record is written at
+once, phase "exit": a job of a few hundred milliseconds otherwise leaves only its "init"
+records behind, and a rank that finished and waits in MPI_Finalize for a stopped peer would
+look older than that peer. Without the variable,
 heartbeat() is a no-op apart from the stored tuple. No mpi4py and no numpy here: the rank
 comes from the launcher's environment.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -52,6 +57,27 @@ def _start() -> None:
     if directory:
         _State.writer = _Writer(directory)
         _State.writer.start()
+        atexit.register(_last_beat)
+
+
+def write_now() -> None:
+    """Writes the last heartbeat at once instead of at the writer's next tick. dist.init() calls
+    it for its two beats: a rank SIGSTOPped (or hung with the GIL held) a moment after
+    dist.init() would otherwise have no record, or only "init", for the launcher to judge."""
+    if _State.writer is not None:
+        _State.writer.write_latest()
+
+
+def _last_beat() -> None:
+    """atexit: stops the writer and writes phase "exit" at once (the daemon thread cannot run
+    once the interpreter finalizes, and MPI_Finalize may wait for a peer)."""
+    writer = _State.writer
+    if writer is None or not writer.is_alive():
+        return
+    writer.stop()
+    step = _State.last[1] if _State.last is not None else None
+    heartbeat("exit", step)
+    writer.write_latest()
 
 
 def _reset() -> None:
@@ -68,20 +94,27 @@ class _Writer(threading.Thread):
         self.path = os.path.join(directory, f"rank-{self.rank:05d}.json")
         self.host = socket.gethostname()
         self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._written: tuple[str, int | None, float] | None = None
         os.makedirs(directory, exist_ok=True)
 
     def run(self) -> None:
-        written = None
         while True:
-            last = _State.last
-            if last is not None and last != written:
-                try:
-                    self._write(last)
-                    written = last
-                except OSError:
-                    pass  # NOTE: a full or vanished disk must not kill training; retry next tick
+            self.write_latest()
             if self._stop_event.wait(INTERVAL_S):
                 return
+
+    def write_latest(self) -> None:
+        """Writes _State.last unless written already; under a lock, so the thread and
+        write_now() never put an older record over a newer one."""
+        with self._lock:
+            last = _State.last
+            if last is not None and last != self._written:
+                try:
+                    self._write(last)
+                    self._written = last
+                except OSError:
+                    pass  # NOTE: a full or vanished disk must not kill training; retry next tick
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -14,7 +14,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from disttrain import env
-from disttrain.distributed.watchdog import heartbeat
+from disttrain.distributed.watchdog import heartbeat, write_now
 
 if TYPE_CHECKING:
     from disttrain.distributed.comm import Communicator
@@ -57,6 +57,7 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
         # "init" before Communicator() (a collective: it can wait for a peer that never comes,
         # and the launcher then blames the peer), "init-done" once MPI answered
         heartbeat("init")
+        write_now()
         # NOTE: imported here: comm.py imports this module at its top to re-export init
         from disttrain.distributed.comm import Communicator
 
@@ -66,6 +67,7 @@ def init(*, abort_on_exception: bool = True, set_blas_threads: bool = True) -> C
         if set_blas_threads:
             _set_blas_threads(_World.comm)
         heartbeat("init-done")
+        write_now()
     if not _World.active:
         comm = _World.comm
         env.record_process_group(env.ProcessGroup(comm.rank, comm.size, comm.local_rank,

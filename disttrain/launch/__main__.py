@@ -42,9 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="restarts after a failure (>= 0)")
     p.add_argument("--timeout", type=preflight.positive_seconds, default=None,
                    help="kill the job when a rank's last heartbeat is older than this (s > 0); "
-                        "judged once every rank has finished dist.init() (before that the "
-                        "start-up timeout applies; with --startup-timeout 0, from a rank's "
-                        "first heartbeat on)")
+                        "judged from a rank's first heartbeat on (dist.init() sends one), "
+                        "except that a rank waiting in dist.init() for a peer that has sent "
+                        "none is left to --startup-timeout")
     p.add_argument("--startup-timeout", type=preflight.nonnegative_seconds,
                    default=STARTUP_TIMEOUT_S,
                    help="kill the job when a rank has sent no heartbeat this long after mpirun "
@@ -141,9 +141,9 @@ class _Watchdog:
             if failure is not None:
                 return failure
         if self.timeout is not None:
-            if not self.all_beating:
-                # NOTE: a rank waiting in dist.init() for a peer still importing is the
-                # start-up deadline's business, not --timeout's (a loaded machine imports slowly)
+            if not self.all_beating and len({b.get("rank") for b in beats}) < self.nprocs:
+                # NOTE: a rank waiting in dist.init() for a peer that has not sent a heartbeat
+                # yet (still importing on a loaded machine) is the start-up deadline's business
                 beats = [b for b in beats if b.get("phase") != "init"]
             stale = reports.stale_ranks(beats, time.time(), self.timeout)
             if stale:

@@ -5,6 +5,7 @@ before any rank started is reported as such and not restarted."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -52,6 +53,20 @@ comm = dist.init()
 print("looping on rank", comm.rank, flush=True)
 while True:
     time.sleep(0.1)
+'''
+RANK_1_STOPS_AT_THE_END = '''
+import os, signal, time
+import disttrain.distributed as dist
+from mpi4py import MPI
+
+if MPI.COMM_WORLD.rank == 1:
+    time.sleep(0.3)  # its "init" heartbeat is the newer one
+comm = dist.init()
+dist.heartbeat("step", 1)
+if comm.rank == 1:
+    os.kill(os.getpid(), signal.SIGSTOP)  # stopped before its writer thread wrote "step"
+time.sleep(0.3)
+# rank 0 ends within the writer's 0.5 s period and waits in MPI_Finalize for rank 1
 '''
 HANGING_AGENT = "#!/bin/sh\n# a remote shell that never answers\nsleep 1000\n"
 
@@ -102,6 +117,24 @@ def test_rank_hung_before_its_first_heartbeat_is_killed_at_the_startup_deadline(
         in out, out
     assert "rank 0 (" not in out, out  # rank 0 sent its "init" heartbeat: not blamed
     assert time.monotonic() - begin < 25, out
+    time.sleep(0.3)
+    assert job_pids(str(script)) == []
+
+
+def test_rank_stopped_as_a_short_job_ends_is_the_one_blamed(tmp_path):
+    """A job shorter than the heartbeat writer's 0.5 s period. dist.init() writes its beats at
+    once (else rank 1, stopped a moment later, may have no file and rank 0 is the only one
+    judged), and rank 0 writes an "exit" record as it ends (else its file says "init", older
+    than rank 1's)."""
+    script = write(tmp_path / "stop_at_the_end.py", RANK_1_STOPS_AT_THE_END)
+    proc = start(tmp_path, script, "--timeout", "3")
+    out = finish(proc, limit=60)
+    assert proc.returncode == 124, out
+    assert "attempt 1 failed (exit code 124): rank 1 (host " in out, out
+    assert "watchdog timeout 3 s" in out, out
+    last = json.loads((tmp_path / "logs" / "latest" / "attempt-0" / "heartbeat"
+                       / "rank-00000.json").read_text())
+    assert last["phase"] == "exit" and last["step"] == 1, last
     time.sleep(0.3)
     assert job_pids(str(script)) == []
 

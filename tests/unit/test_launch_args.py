@@ -190,6 +190,14 @@ def test_watchdog_leaves_a_rank_waiting_in_init_to_the_startup_deadline(tmp_path
         in failure.reason
 
 
+def test_watchdog_judges_init_once_every_rank_sent_a_heartbeat(tmp_path):
+    """Both ranks beat: one stuck in dist.init() is a stall for --timeout (a peer died there)."""
+    _beat(tmp_path, 0, "init", age_s=10)
+    _beat(tmp_path, 1, "init", age_s=0)
+    failure = main_._Watchdog(str(tmp_path), 2, timeout=1, startup_timeout=300).check()
+    assert failure.rank == 0 and failure.phase == "init"
+
+
 def test_watchdog_without_a_startup_deadline_judges_init_by_the_timeout(tmp_path):
     _beat(tmp_path, 0, "init", age_s=10)
     failure = main_._Watchdog(str(tmp_path), 2, timeout=1, startup_timeout=None).check()

@@ -65,3 +65,23 @@ def test_hot_path_is_cheap(tmp_path, monkeypatch):
     for i in range(10000):
         watchdog.heartbeat("forward", i)
     assert (time.perf_counter() - start) / 10000 < 20e-6  # no I/O in the call
+
+
+def test_write_now_and_the_exit_record(tmp_path, monkeypatch):
+    """write_now() writes in the caller's thread (dist.init() uses it); the atexit hook stops the
+    writer and leaves phase "exit" with the last step, newer than the last beat."""
+    monkeypatch.setenv(env.HEARTBEAT_DIR, str(tmp_path))
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    watchdog.heartbeat("init")
+    time.sleep(0.1)  # the writer wrote "init" and sleeps its 0.5 s
+    watchdog.heartbeat("init-done")
+    watchdog.write_now()
+    path = tmp_path / "rank-00001.json"
+    assert json.loads(path.read_text())["phase"] == "init-done"
+    watchdog.heartbeat("step", 5)
+    last = watchdog._State.last[2]
+    watchdog._last_beat()
+    assert not watchdog._State.writer.is_alive()
+    record = json.loads(path.read_text())
+    assert (record["phase"], record["step"]) == ("exit", 5) and record["beat_time"] > last
