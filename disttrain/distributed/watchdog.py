@@ -75,8 +75,9 @@ def _last_beat() -> None:
     if writer is None or not writer.is_alive():
         return
     writer.stop()
-    step = _State.last[1] if _State.last is not None else None
-    heartbeat("exit", step)
+    phase, step, _ = _State.last or (None, None, None)
+    if phase != "done":  # NOTE: "done" (the rank finished on purpose) is never judged: keep it
+        heartbeat("exit", step)
     writer.write_latest()
 
 

@@ -85,3 +85,13 @@ def test_write_now_and_the_exit_record(tmp_path, monkeypatch):
     assert not watchdog._State.writer.is_alive()
     record = json.loads(path.read_text())
     assert (record["phase"], record["step"]) == ("exit", 5) and record["beat_time"] > last
+
+
+def test_exit_record_keeps_a_done_phase(tmp_path, monkeypatch):
+    monkeypatch.setenv(env.HEARTBEAT_DIR, str(tmp_path))
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    watchdog.heartbeat("done", 9)
+    watchdog._last_beat()
+    record = json.loads((tmp_path / "rank-00000.json").read_text())
+    assert (record["phase"], record["step"]) == ("done", 9)
