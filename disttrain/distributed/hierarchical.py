@@ -6,9 +6,10 @@ messages. The hierarchical form pays 2(L-1) intra-node latencies (L ranks per no
 memory) and only 2(M-1) inter-node ones (M nodes), moving the same bytes through each node's
 link (examples/scaling_model.py models both):
 
-  1. intra-node all-reduce: every local rank holds the node's sum (a reduce-scatter would
-     move half the bytes, but Open MPI's is ~10x slower than its all-reduce on shared memory);
-  2. inter-node all-reduce of shard i (1/L of the array) among the ranks with local rank i
+  1. intra-node reduce-scatter: local rank i holds the node's sum of shard i (1/L of the
+     array; the Communicator's ring of point-to-point exchanges, not Open MPI's
+     Reduce_scatter, which is ~10x slower than its all-reduce on shared memory);
+  2. inter-node all-reduce of shard i among the ranks with local rank i
      (one per node), all shards at once, so every local rank drives its share of the link;
   3. intra-node all-gather of the shards.
 
@@ -112,15 +113,14 @@ class HierarchicalAllreduce:
         return array
 
     def _sharded_sum(self, flat: numpy.ndarray) -> None:
-        # NOTE: a full intra-node all-reduce, not a reduce-scatter: twice the bytes, but Open
-        # MPI's shared-memory Reduce_scatter ran 10x slower than its all-reduce here (0.3 GB/s
-        # against 2-12, examples/scaling_model.py); the all-gather after it is fast
-        self.intra.allreduce_(flat)
-        if self.inter.size == 1:
+        if self.inter.size == 1:  # NOTE: one node: the all-reduce beats reduce-scatter + gather
+            self.intra.allreduce_(flat)
             return
         counts = shard_counts(flat.size, self.intra.size)
         start = sum(counts[:self.intra.rank])
-        self.inter.allreduce_(flat[start:start + counts[self.intra.rank]])
+        own = flat[start:start + counts[self.intra.rank]]
+        self.intra.reduce_scatter_v_(flat, own, counts)  # NOTE: the ring of ring.py
+        self.inter.allreduce_(own)
         self.intra.allgather_v_(flat, counts)
 
 
