@@ -1,12 +1,11 @@
 """A ring reduce-scatter made of point-to-point exchanges, for the Communicator.
 
-Open MPI 5's shared-memory `MPI_Reduce_scatter` moved 0.3-0.4 GB/s on the machines we measured,
-5-8x slower than this ring and slower even than an all-reduce of the same bytes (2 ranks, 16 MB
-of float32: 12.8 ms against 2.2 ms for the ring and 2.9 ms for `MPI_Allreduce`;
-docs/PERFORMANCE.md). The ring sends each block once per step, size - 1 steps of about
-1/size of the bytes, and each rank adds what it receives with numpy: the (p - 1)/p n bytes a
-reduce-scatter needs, moved by `MPI_Sendrecv`, which Open MPI does with one copy between the
-processes.
+Open MPI 5's shared-memory `MPI_Reduce_scatter` was slower here than an all-reduce of the same
+bytes, which moves twice as much (2 ranks, 4 MB of float32: 0.85-0.97 ms against 0.39-0.46 ms;
+examples/reduce_scatter_benchmark.py, docs/PERFORMANCE.md). The ring sends each block once per
+step, size - 1 steps of 1/size of the bytes, and each rank adds what it receives with numpy:
+the (p - 1)/p n bytes a reduce-scatter needs, moved by `MPI_Sendrecv`, which Open MPI does
+with one copy between the processes (4 MB: 0.36-0.40 ms).
 
 No mpi4py import here (comm.py is the only module that imports it): the functions take the
 mpi4py communicator and call its methods.
@@ -15,6 +14,26 @@ mpi4py communicator and call its methods.
 from __future__ import annotations
 
 import numpy
+
+# NOTE: below this average block MPI's own is as fast (2 ranks, 64 KB in all: 16 against 18 us)
+RING_MIN_BLOCK_BYTES = 64 << 10
+
+
+def ring_pays(counts: list[int], itemsize: int) -> bool:
+    """Whether the ring beats MPI_Reduce_scatter for these block sizes. Each of its size - 1
+    steps takes as long as the largest block, so very uneven blocks (a bucket that falls in one
+    rank's shard is a reduce to that rank) go to MPI's own, whose tree does log2(size) steps:
+    the ring is used with 2 ranks (one exchange, optimal whatever the counts) or when
+    (size - 1) * max(counts) <= 2 * sum(counts) (at most twice an even ring's time).
+
+    Example:
+        >>> ring_pays([1 << 20] * 4, 4), ring_pays([0, 0, 0, 1 << 22], 4)
+        (True, False)
+    """
+    p, total = len(counts), sum(counts)
+    if p < 2 or total * itemsize < RING_MIN_BLOCK_BYTES * p:
+        return False
+    return p == 2 or (p - 1) * max(counts) <= 2 * total
 
 
 def block_offsets(counts: list[int]) -> list[int]:

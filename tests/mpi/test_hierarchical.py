@@ -19,7 +19,7 @@ PER_NODE = [1, 2, None]  # NOTE: None: by host, i.e. one node here
 
 
 @pytest.mark.parametrize("per_node", PER_NODE)
-@pytest.mark.parametrize("n", [1, 5, 1000, 4099])
+@pytest.mark.parametrize("n", [1, 5, 1000, 4099, 40001])  # NOTE: 40001: the ring
 def test_sum_equals_flat_allreduce(comm, per_node, n):
     rng = numpy.random.default_rng(comm.rank)
     x = rng.integers(-50, 50, n).astype(numpy.float64)  # NOTE: integers: any order is exact

@@ -10,19 +10,24 @@ import pytest
 
 from disttrain.distributed.ring import block_offsets
 
+BIG = 20000  # elements: 80-160 KB blocks, the ring's sizes (ring.RING_MIN_BLOCK_BYTES)
 
-def _counts(size: int, pattern: str) -> list[int]:
+
+def _counts(size: int, pattern: str, unit: int = 1) -> list[int]:
     if pattern == "even":
-        return [5] * size
+        return [5 * unit] * size
     if pattern == "uneven":
-        return [3 + 2 * r for r in range(size)]
-    return [0 if r % 2 else 4 + r for r in range(size)]  # "some empty"
+        return [(3 + 2 * r) * unit for r in range(size)]
+    if pattern == "one_rank":  # a bucket inside one rank's shard: a reduce
+        return [0] * (size - 1) + [7 * unit]
+    return [0 if r % 2 else (4 + r) * unit for r in range(size)]  # "some empty"
 
 
-@pytest.mark.parametrize("pattern", ["even", "uneven", "some_empty"])
+@pytest.mark.parametrize("pattern", ["even", "uneven", "some_empty", "one_rank"])
+@pytest.mark.parametrize("unit", [1, BIG], ids=["mpi", "ring"])
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64, numpy.int64])
-def test_each_rank_gets_its_block_of_the_sum(comm, pattern, dtype):
-    counts = _counts(comm.size, pattern)
+def test_each_rank_gets_its_block_of_the_sum(comm, pattern, unit, dtype):
+    counts = _counts(comm.size, pattern, unit)
     n = sum(counts)
     mine = (numpy.arange(n) * (comm.rank + 1) + comm.rank).astype(dtype)
     before = mine.copy()
@@ -35,7 +40,7 @@ def test_each_rank_gets_its_block_of_the_sum(comm, pattern, dtype):
 
 
 def test_in_place_into_its_own_block(comm):
-    counts = _counts(comm.size, "uneven")
+    counts = _counts(comm.size, "uneven", BIG)
     flat = numpy.linspace(0.0, 1.0, sum(counts)) + comm.rank
     start = block_offsets(counts)[comm.rank]
     own = flat[start:start + counts[comm.rank]]
@@ -63,23 +68,26 @@ def test_a_users_pending_message_is_not_taken(comm):
     right, left = (comm.rank + 1) % comm.size, (comm.rank - 1) % comm.size
     note = numpy.full(4, 100.0 + comm.rank)
     request = comm.mpi_comm.Isend(note, dest=right, tag=0)
-    counts = [3] * comm.size
-    out = numpy.empty(3)
-    comm.reduce_scatter_v_(numpy.ones(3 * comm.size), out, counts)
+    counts = [BIG] * comm.size
+    out = numpy.empty(BIG)
+    comm.reduce_scatter_v_(numpy.ones(BIG * comm.size), out, counts)
+    assert comm._ring is not None  # the ring ran
     got = numpy.empty(4)
     comm.mpi_comm.Recv(got, source=left, tag=0)
     request.Wait()
-    numpy.testing.assert_array_equal(out, numpy.full(3, float(comm.size)))
+    numpy.testing.assert_array_equal(out, numpy.full(BIG, float(comm.size)))
     numpy.testing.assert_array_equal(got, numpy.full(4, 100.0 + left))
 
 
 def test_reduce_scatter_block_goes_through_the_ring(comm):
-    x = numpy.arange(comm.size * 6, dtype=numpy.float32).reshape(comm.size * 2, 3) * (
-        comm.rank + 1)
+    rows = comm.size * (2 * BIG // 3)
+    x = numpy.arange(rows * 3, dtype=numpy.float32).reshape(rows, 3) % 1000 * (comm.rank + 1)
     out = comm.reduce_scatter(x)
-    full = numpy.arange(comm.size * 6, dtype=numpy.float32).reshape(comm.size * 2, 3) * sum(
+    full = numpy.arange(rows * 3, dtype=numpy.float32).reshape(rows, 3) % 1000 * sum(
         r + 1 for r in range(comm.size))
-    numpy.testing.assert_array_equal(out, full[2 * comm.rank:2 * comm.rank + 2])
+    mine = rows // comm.size
+    numpy.testing.assert_array_equal(out, full[mine * comm.rank:mine * (comm.rank + 1)])
+    x = x[:2 * comm.size]
     maxed = comm.reduce_scatter(x, op="max")  # not a sum: MPI's own
     numpy.testing.assert_array_equal(maxed, (x / (comm.rank + 1) * comm.size)[
         2 * comm.rank:2 * comm.rank + 2])

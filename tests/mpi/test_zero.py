@@ -337,3 +337,47 @@ def test_gradients_in_another_memory_order_than_their_parameters(comm):
         results.append(params(net))
     assert max_diff(results[0], results[1]) <= TOL
     assert max_diff(results[0], results[2]) <= TOL
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_large_buckets_go_through_the_ring_and_equal_dataparallel(comm, stage, monkeypatch):
+    """Buckets of 130 KB and more per rank are reduce-scattered by the Communicator's ring of
+    MPI_Sendrecv (ring.py), not MPI_Reduce_scatter: same parameters as DataParallel + Adam, and
+    stage 1 still leaves each rank's own gradient in .grad (the ring only reads it)."""
+    import disttrain.distributed.comm as comm_module
+
+    calls = []
+    real = comm_module.ring_reduce_scatter_sum
+
+    def counting(*args):
+        calls.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(comm_module, "ring_reduce_scatter_sum", counting)
+
+    def big(seed=0):
+        dt.manual_seed(seed)
+        return nn.Sequential(nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 4)).to(dt.float64)
+
+    xs = [dt.tensor(numpy.random.default_rng(comm.rank + 10 * s).standard_normal((3, 256)))
+          for s in range(3)]
+    dp = dist.DataParallel(big(), comm=comm)
+    train(dp, optim.Adam(dp.parameters(), lr=0.01), xs)
+    dp.remove()
+    expected = params(dp.module)
+    assert not calls or comm.size == 1  # DataParallel all-reduces: no reduce-scatter
+    dp = dist.DataParallel(big(seed=3 * comm.rank), comm=comm)
+    opt = dist.ZeroRedundancyOptimizer(dp.parameters(), optim.Adam, comm=comm, stage=stage,
+                                       lr=0.01)
+    train(dp, opt, xs)
+    local = big(seed=0)
+    local.load_state_dict(dp.module.state_dict())
+    (local(xs[0]) ** 2).mean().backward()
+    opt.zero_grad()
+    (dp(xs[0]) ** 2).mean().backward()
+    dp.remove()
+    assert max_diff(params(dp.module), expected) <= TOL
+    assert (len(calls) > 0) == (comm.size > 1), calls
+    if stage == 1:
+        assert max_diff([p.grad.array for p in dp.parameters()],
+                        [p.grad.array for p in local.parameters()]) <= TOL
