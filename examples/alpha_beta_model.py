@@ -115,8 +115,8 @@ def allreduce(n: float, p: int, net: dict, hierarchical: bool = False, groups: i
     beta)}); `groups` such collectives run at once on every node (DP x PP), sharing its link.
     Flat: the best of ring and recursive doubling; a ring crosses each node boundary once, a
     recursive-doubling step between nodes sends every local rank's n bytes through the link.
-    Hierarchical all-reduce: intra-node all-reduce, inter-node all-reduce of the n/L shards,
-    intra-node all-gather (reduce-scatter / all-gather: intra then inter)."""
+    Hierarchical all-reduce: intra-node reduce-scatter, inter-node all-reduce of the n/L
+    shards, intra-node all-gather (reduce-scatter / all-gather: intra then inter)."""
     intra, inter = resolve(net["intra"], n), resolve(net["inter"], n)
     per_node = min(net["per_node"], p)
     nodes = max(1, p // per_node)
@@ -145,9 +145,9 @@ def allreduce(n: float, p: int, net: dict, hierarchical: bool = False, groups: i
     between = min(coefficients(k, nodes, chunk)[0] * inter[k][0]
                   + coefficients(k, nodes, chunk)[1] * inter[k][1] * share
                   for k in ("ring", "recursive_doubling"))
-    # NOTE: as disttrain.distributed.hierarchical: a full intra-node all-reduce first (Open
-    # MPI's shared-memory reduce-scatter is slower than its all-reduce), the all-gather last
-    local = min(cost(k, per_node, n, *intra[k]) for k in ("ring", "recursive_doubling"))
+    # NOTE: as disttrain.distributed.hierarchical: the Communicator's ring reduce-scatter in
+    # the node, the shards between nodes, the all-gather in the node last
+    local = cost("reduce_scatter", per_node, n, *intra["reduce_scatter"])
     return local + between + cost("allgather", per_node, n, *intra["allgather"])
 
 

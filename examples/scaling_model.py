@@ -17,9 +17,10 @@ checked against measured DataParallel step times, projected to 64, 256 and 1,024
      recursive doubling   s (alpha + n beta), s = log2 p (p a power of 2, else floor(log2 p)+2)
      reduce-scatter, all-gather   (p-1) alpha + (p-1)/p n beta
      hierarchical (L ranks per node, M = p/L nodes; as disttrain.distributed.hierarchical):
-       intra-node all-reduce + inter-node all-reduce of n/L per local rank (the L streams
+       intra-node reduce-scatter + inter-node all-reduce of n/L per local rank (the L streams
        share the node's link) + intra-node all-gather, with intra (measured) and inter
-       (network) alpha, beta.
+       (network) alpha, beta. The reduce-scatter timed is the Communicator's
+       (`comm.reduce_scatter_v_`: a ring of MPI_Sendrecv from 64 KB per rank).
    A DataParallel step is  gamma(N) + o + exposed comm,  gamma(N) the per-rank compute with N
    ranks computing at once (scale_benchmark.py's `plain` run), o DataParallel's own cost
    (its 1-rank step minus the plain one), the buckets' all-reduces (DataParallel's
@@ -92,8 +93,11 @@ def _time_size(comm, MPI, timer, nbytes: int, args) -> dict:
     calls = {"allreduce": (nbytes, lambda: comm.mpi_comm.Allreduce(MPI.IN_PLACE, buf,
                                                                    op=MPI.SUM))}
     if args.algorithm == "default" and part.size:
+        # NOTE: the Communicator's reduce-scatter (a ring of MPI_Sendrecv from 64 KB per rank,
+        # ring.py), which ZeRO and the hierarchical all-reduce use, not MPI_Reduce_scatter
+        counts = [part.size] * comm.size
         calls["reduce_scatter"] = (whole.nbytes,
-                                   lambda: comm.mpi_comm.Reduce_scatter_block(whole, part))
+                                   lambda: comm.reduce_scatter_v_(whole, part, counts))
         calls["allgather"] = (whole.nbytes, lambda: comm.mpi_comm.Allgather(part, whole))
     iters = iters_for(nbytes, args.iters_scale)
     out = {}
