@@ -10,6 +10,7 @@ and is re-exported here.
 
 from __future__ import annotations
 
+import os
 import socket
 
 import numpy
@@ -135,6 +136,7 @@ class Communicator:
         self.host = socket.gethostname()
         self.cuda_aware = _is_cuda_aware()
         self._ring, self._scratch = None, {}  # reduce_scatter_v_'s communicator and buffers
+        self._oversubscribed = self.local_size > (os.cpu_count() or 1)
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, size={self.size}, host={self.host!r})"
@@ -317,7 +319,7 @@ class Communicator:
                              f"have {self.size} entries summing to the array's {flat.size} "
                              f"elements, and out ({out.size}) must hold counts[{self.rank}]")
         if not (isinstance(flat, numpy.ndarray) and isinstance(out, numpy.ndarray)
-                and ring_pays(counts, flat.itemsize)):
+                and ring_pays(counts, flat.itemsize, self._oversubscribed)):
             self.mpi_comm.Reduce_scatter(flat, out, list(counts), op=MPI.SUM)
             return out
         if self._ring is None:  # NOTE: its own communicator: no other message can match

@@ -15,23 +15,30 @@ from __future__ import annotations
 
 import numpy
 
-# NOTE: below this average block MPI's own is as fast (2 ranks, 64 KB in all: 16 against 18 us)
+# NOTE: below this average block MPI's own is as fast (2 ranks, 64 KB in all: 16 against
+# 18 us; 256 KB: 36 against 57-70 us)
 RING_MIN_BLOCK_BYTES = 64 << 10
+# NOTE: with more ranks than cores each ring step waits for a descheduled neighbour (4 ranks on
+# 2 cores, 1 MB in all: 470 against 403 us; 4 MB: 2.1 against 3.2 ms)
+RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED = 512 << 10
 
 
-def ring_pays(counts: list[int], itemsize: int) -> bool:
+def ring_pays(counts: list[int], itemsize: int, oversubscribed: bool = False) -> bool:
     """Whether the ring beats MPI_Reduce_scatter for these block sizes. Each of its size - 1
     steps takes as long as the largest block, so very uneven blocks (a bucket that falls in one
     rank's shard is a reduce to that rank) go to MPI's own, whose tree does log2(size) steps:
     the ring is used with 2 ranks (one exchange, optimal whatever the counts) or when
-    (size - 1) * max(counts) <= 2 * sum(counts) (at most twice an even ring's time).
+    (size - 1) * max(counts) <= 2 * sum(counts) (at most twice an even ring's time), and only
+    from RING_MIN_BLOCK_BYTES per rank (RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED when the node has
+    more ranks than cores).
 
     Example:
         >>> ring_pays([1 << 20] * 4, 4), ring_pays([0, 0, 0, 1 << 22], 4)
         (True, False)
     """
     p, total = len(counts), sum(counts)
-    if p < 2 or total * itemsize < RING_MIN_BLOCK_BYTES * p:
+    least = RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED if oversubscribed else RING_MIN_BLOCK_BYTES
+    if p < 2 or total * itemsize < least * p:
         return False
     return p == 2 or (p - 1) * max(counts) <= 2 * total
 

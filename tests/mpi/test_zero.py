@@ -354,6 +354,7 @@ def test_large_buckets_go_through_the_ring_and_equal_dataparallel(comm, stage, m
         return real(*args)
 
     monkeypatch.setattr(comm_module, "ring_reduce_scatter_sum", counting)
+    monkeypatch.setattr(comm, "_oversubscribed", False)  # NOTE: CI runs 4 ranks on 2 cores
 
     def big(seed=0):
         dt.manual_seed(seed)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from disttrain.distributed.ring import RING_MIN_BLOCK_BYTES, block_offsets, ring_pays
+from disttrain.distributed.ring import (
+    RING_MIN_BLOCK_BYTES,
+    RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED,
+    block_offsets,
+    ring_pays,
+)
 
 BLOCK = RING_MIN_BLOCK_BYTES // 4  # float32 elements per rank at the threshold
 
@@ -27,3 +32,9 @@ def test_block_offsets():
 ])
 def test_ring_pays(counts, expected):
     assert ring_pays(counts, 4) is expected
+
+
+def test_more_ranks_than_cores_need_bigger_blocks():
+    shared = RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED // 4
+    assert ring_pays([BLOCK] * 4, 4) and not ring_pays([BLOCK] * 4, 4, oversubscribed=True)
+    assert ring_pays([shared] * 4, 4, oversubscribed=True)
