@@ -14,7 +14,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ["mnist_cnn", "train_data_parallel", "train_pipeline", "scale_benchmark",
             "allreduce_benchmark", "benchmark_core", "checkpoint_benchmark", "plot_training",
-            "scaling_model"]
+            "scaling_model", "reduce_scatter_benchmark", "sync_breakdown"]
 # NOTE: argparse's section headings; the description sits between the usage and the first
 SECTION = re.compile(r"^(options|optional arguments|positional arguments):$", re.MULTILINE)
 
