@@ -31,6 +31,7 @@ HOSTS = "DISTTRAIN_HOSTS"  # docker/make_hostfile.py: host names, by spaces or c
 SLOTS = "DISTTRAIN_SLOTS"  # docker/make_hostfile.py: ranks per host
 RANKS_PER_NODE = "DISTTRAIN_RANKS_PER_NODE"  # HierarchicalAllreduce: fake nodes of N ranks
 HUGE_PAGES = "DISTTRAIN_HUGE_PAGES"  # "0": the launchers leave glibc's allocator settings alone
+RING_REDUCE_SCATTER = "DISTTRAIN_RING_REDUCE_SCATTER"  # "0": MPI_Reduce_scatter, never the ring
 GLIBC_TUNABLES = "GLIBC_TUNABLES"  # glibc's own; the launchers add HUGETLB_TUNABLE to it
 HUGETLB_TUNABLE = "glibc.malloc.hugetlb"
 
@@ -97,6 +98,15 @@ def cuda_aware(environ: Mapping[str, str] | None = None) -> bool | None:
     if value not in ("0", "1"):
         raise ValueError(f"{CUDA_AWARE}: expected '0' or '1', got {value!r}")
     return value == "1"
+
+
+def ring_reduce_scatter(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the Communicator may reduce-scatter with its own ring (default yes; "0": always
+    MPI's, e.g. on an MPI whose reduce-scatter is good)."""
+    value = _get(RING_REDUCE_SCATTER, environ)
+    if value not in (None, "0", "1"):
+        raise ValueError(f"{RING_REDUCE_SCATTER}: expected '0' or '1', got {value!r}")
+    return value != "0"
 
 
 def tune_malloc(environ: Mapping[str, str] | None = None) -> bool:

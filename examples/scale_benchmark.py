@@ -17,7 +17,8 @@ is reported. In each k-rank run:
          is t1 (one process alone), for k > 1 it is t1_conc (compute under contention)
   dp     DataParallel (disttrain) / DistributedDataParallel (torch, gloo): tN
   zero   (--zero-stage 1|2) DataParallel + ZeroRedundancyOptimizer over --optimizer: step
-         time and the largest per-rank optimizer state against dp's
+         time, its exchange time (stats['comm_s']: the reduce-scatters) and the largest
+         per-rank optimizer state against dp's
 efficiency = t1 / tN with t1 from the 1-rank run of the same round, and t1_conc / tN. For
 disttrain the exposed communication is DataParallel.stats['wait_s'] (the time the end of
 backward waited for the all-reduces) / tN, and comm is stats['comm_s'] (the time the
@@ -158,8 +159,9 @@ def worker_disttrain(args):
             comm.barrier()
             dpz = dist.DataParallel(mlp(sizes), comm=comm, bucket_cap_mb=args.bucket_cap_mb)
             opt = make_opt(dpz.parameters(), args.zero_stage)
-            tz, _, _, zero_state = run(dpz, xs, ys, steps, warmup, dpz, opt)
+            tz, _, zcomms, zero_state = run(dpz, xs, ys, steps, warmup, dpz, opt)
             zero = {"zero_ms": float(np.median(max_over_ranks(tz))) * 1e3,
+                    "zero_comm_ms": float(np.median(max_over_ranks(zcomms))) * 1e3,
                     "zero_state_MB": max(comm.allgather_obj(zero_state)),
                     "dp_state_MB": dp_state}
             dpz.remove()
@@ -356,15 +358,17 @@ def print_zero_table(runs, ranks, configs, args):
     step time and the largest per-rank optimizer state (per-round ratios, median [min-max])."""
     print(f"\n### ZeRO stage {args.zero_stage} vs DataParallel, {args.optimizer}, ms per step "
           f"and optimizer state MB per rank (median over {len(runs)} round(s) [min-max])\n")
-    print("| model | ranks | DataParallel ms | ZeRO ms | ZeRO / DP time | DP state MB | "
-          "ZeRO state MB | ZeRO / DP state |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | ranks | DataParallel ms | ZeRO ms | ZeRO / DP time | DP all-reduce ms | "
+          "ZeRO reduce-scatter ms | DP state MB | ZeRO state MB | ZeRO / DP state |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in configs:
         for k in ranks:
             rows = [rnd[("disttrain", k)]["results"][name] for rnd in runs]
             time_ratio = _summary([r["zero_ms"] / r["dp_ms"] for r in rows])
             print(f"| {name} | {k} | {_fmt(_summary([r['dp_ms'] for r in rows]))} | "
                   f"{_fmt(_summary([r['zero_ms'] for r in rows]))} | {_fmt(time_ratio, 2)} | "
+                  f"{_fmt(_summary([r['comm_ms'] for r in rows]))} | "
+                  f"{_fmt(_summary([r['zero_comm_ms'] for r in rows]))} | "
                   f"{rows[0]['dp_state_MB']:.3g} | {rows[0]['zero_state_MB']:.3g} | "
                   f"{rows[0]['zero_state_MB'] / max(rows[0]['dp_state_MB'], 1e-12):.2f} |")
 

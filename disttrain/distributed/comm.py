@@ -16,7 +16,7 @@ import socket
 import numpy
 
 from disttrain import backend, env
-from disttrain.distributed.ring import ring_pays, ring_reduce_scatter_sum
+from disttrain.distributed.ring import Ring
 from disttrain.distributed.world import (  # noqa: F401  (re-exported: dist.init is comm.init)
     _exit_code,
     _set_blas_threads,
@@ -135,8 +135,8 @@ class Communicator:
         node.Free()
         self.host = socket.gethostname()
         self.cuda_aware = _is_cuda_aware()
-        self._ring, self._scratch = None, {}  # reduce_scatter_v_'s communicator and buffers
-        self._oversubscribed = self.local_size > (os.cpu_count() or 1)
+        self._ring = Ring(self.mpi_comm, env.ring_reduce_scatter(),
+                          oversubscribed=self.local_size > (os.cpu_count() or 1))
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, size={self.size}, host={self.host!r})"
@@ -318,17 +318,8 @@ class Communicator:
             raise ValueError(f"reduce_scatter_v_ (rank {self.rank}): counts {list(counts)} must "
                              f"have {self.size} entries summing to the array's {flat.size} "
                              f"elements, and out ({out.size}) must hold counts[{self.rank}]")
-        if not (isinstance(flat, numpy.ndarray) and isinstance(out, numpy.ndarray)
-                and ring_pays(counts, flat.itemsize, self._oversubscribed)):
+        if not self._ring.reduce_scatter_sum(flat, out, counts):
             self.mpi_comm.Reduce_scatter(flat, out, list(counts), op=MPI.SUM)
-            return out
-        if self._ring is None:  # NOTE: its own communicator: no other message can match
-            self._ring = self.mpi_comm.Dup()  # collective, as this call is
-        scratch, need = self._scratch.get(flat.dtype), 2 * max(counts)
-        if scratch is None or scratch.size < need:
-            # NOTE: kept: a new buffer each call would page-fault megabytes every step
-            scratch = self._scratch[flat.dtype] = numpy.empty(need, flat.dtype)
-        ring_reduce_scatter_sum(self._ring, flat, out, counts, scratch)
         return out
 
     def allgather_v_(self, array, counts: list[int], root: int | None = None):

@@ -89,3 +89,41 @@ def ring_reduce_scatter_sum(mpi_comm, flat: numpy.ndarray, out: numpy.ndarray,
         mpi_comm.Sendrecv(send, right, 0, got, left, 0)
         send = out if s == p - 2 else partial[:counts[i]]
         numpy.add(block(i), got, out=send)
+
+
+class Ring:
+    """The Communicator's reduce-scatter ring: its settings, agreed by every rank on first use
+    (one rank told not to use it, or a node with more ranks than cores, decides for all: ranks
+    choosing differently would wait in different calls for ever), its own duplicate
+    communicator, and scratch buffers kept between calls (a new one each call would page-fault
+    megabytes every step).
+
+    Args:
+        mpi_comm: the Communicator's mpi4py communicator.
+        allowed: False makes every call MPI's own (env DISTTRAIN_RING_REDUCE_SCATTER=0).
+        oversubscribed: this node has more ranks than cores.
+    """
+
+    def __init__(self, mpi_comm, allowed: bool, oversubscribed: bool):
+        self.mpi_comm, self.allowed, self.oversubscribed = mpi_comm, allowed, oversubscribed
+        self.comm, self.scratch, self.agreed = None, {}, False
+
+    def reduce_scatter_sum(self, flat, out, counts: list[int]) -> bool:
+        """Runs ring_reduce_scatter_sum and returns True, or returns False where MPI's own
+        reduce-scatter should run (every rank returns the same). Collective."""
+        if not self.agreed:
+            mine = numpy.array([not self.allowed, self.oversubscribed], numpy.int64)
+            total = numpy.empty_like(mine)
+            self.mpi_comm.Allreduce(mine, total)  # NOTE: mpi4py's default op is SUM
+            self.allowed, self.oversubscribed = total[0] == 0, total[1] > 0
+            self.comm = self.mpi_comm.Dup() if self.allowed else None
+            self.agreed = True
+        if not (self.allowed and isinstance(flat, numpy.ndarray)
+                and isinstance(out, numpy.ndarray)
+                and ring_pays(counts, flat.itemsize, self.oversubscribed)):
+            return False
+        scratch, need = self.scratch.get(flat.dtype), 2 * max(counts)
+        if scratch is None or scratch.size < need:
+            scratch = self.scratch[flat.dtype] = numpy.empty(need, flat.dtype)
+        ring_reduce_scatter_sum(self.comm, flat, out, counts, scratch)
+        return True

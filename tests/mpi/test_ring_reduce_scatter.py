@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy
 import pytest
 
+import disttrain.distributed as dist
 from disttrain.distributed.ring import block_offsets
 
 BIG = 20000  # elements: 80-160 KB blocks, the ring's sizes (ring.RING_MIN_BLOCK_BYTES)
@@ -17,7 +18,7 @@ BIG = 20000  # elements: 80-160 KB blocks, the ring's sizes (ring.RING_MIN_BLOCK
 def _ring_even_when_oversubscribed(comm, monkeypatch):
     """3 and 4 ranks share 2 cores in CI, where the ring waits for 512 KB blocks: the tests
     want it from 64 KB (tests/unit/test_ring.py checks the choice)."""
-    monkeypatch.setattr(comm, "_oversubscribed", False)
+    monkeypatch.setattr(comm._ring, "oversubscribed", False)
 
 
 def _counts(size: int, pattern: str, unit: int = 1) -> list[int]:
@@ -78,7 +79,7 @@ def test_a_users_pending_message_is_not_taken(comm):
     counts = [BIG] * comm.size
     out = numpy.empty(BIG)
     comm.reduce_scatter_v_(numpy.ones(BIG * comm.size), out, counts)
-    assert comm._ring is not None  # the ring ran
+    assert comm._ring.comm is not None  # the ring ran
     got = numpy.empty(4)
     comm.mpi_comm.Recv(got, source=left, tag=0)
     request.Wait()
@@ -113,3 +114,20 @@ def test_bad_counts_name_the_rank(comm, bad):
     with pytest.raises(ValueError, match=rf"reduce_scatter_v_ \(rank {comm.rank}\): counts "
                                          r".* must have \d+ entries summing to the array's"):
         comm.reduce_scatter_v_(flat, out, counts)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("setting", ["allowed", "oversubscribed"])
+def test_ranks_agree_on_the_ring(comm, setting):
+    """Rank 0 alone told not to use the ring (DISTTRAIN_RING_REDUCE_SCATTER=0), or alone on
+    a node with more ranks than cores: every rank takes the same path, no rank waits for ever."""
+    fresh = dist.Communicator(comm.mpi_comm)
+    if setting == "allowed":
+        fresh._ring.allowed = comm.rank != 0
+    else:
+        fresh._ring.oversubscribed = comm.rank == 0
+    counts = [BIG] * comm.size  # 160 KB blocks: the ring unless oversubscribed
+    out = numpy.empty(BIG)
+    fresh.reduce_scatter_v_(numpy.ones(BIG * comm.size), out, counts)
+    numpy.testing.assert_array_equal(out, numpy.full(BIG, float(comm.size)))
+    assert fresh._ring.comm is None if setting == "allowed" else fresh._ring.oversubscribed

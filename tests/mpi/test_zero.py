@@ -344,17 +344,17 @@ def test_large_buckets_go_through_the_ring_and_equal_dataparallel(comm, stage, m
     """Buckets of 130 KB and more per rank are reduce-scattered by the Communicator's ring of
     MPI_Sendrecv (ring.py), not MPI_Reduce_scatter: same parameters as DataParallel + Adam, and
     stage 1 still leaves each rank's own gradient in .grad (the ring only reads it)."""
-    import disttrain.distributed.comm as comm_module
+    import disttrain.distributed.ring as ring_module
 
     calls = []
-    real = comm_module.ring_reduce_scatter_sum
+    real = ring_module.ring_reduce_scatter_sum
 
     def counting(*args):
         calls.append(args[3])
         return real(*args)
 
-    monkeypatch.setattr(comm_module, "ring_reduce_scatter_sum", counting)
-    monkeypatch.setattr(comm, "_oversubscribed", False)  # NOTE: CI runs 4 ranks on 2 cores
+    monkeypatch.setattr(ring_module, "ring_reduce_scatter_sum", counting)
+    monkeypatch.setattr(comm._ring, "oversubscribed", False)  # NOTE: CI: 4 ranks on 2 cores
 
     def big(seed=0):
         dt.manual_seed(seed)

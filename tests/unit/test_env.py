@@ -106,3 +106,12 @@ def test_an_empty_directory_variable_means_unset():
 def test_bad_values_name_the_variable(fn, name, value, match):
     with pytest.raises(ValueError, match=match):
         fn(environ={name: value})
+
+
+def test_ring_reduce_scatter_switch():
+    assert env.ring_reduce_scatter({}) is True
+    assert env.ring_reduce_scatter({env.RING_REDUCE_SCATTER: "1"}) is True
+    assert env.ring_reduce_scatter({env.RING_REDUCE_SCATTER: "0"}) is False
+    with pytest.raises(ValueError, match="DISTTRAIN_RING_REDUCE_SCATTER: expected '0' or '1', "
+                                         "got 'no'"):
+        env.ring_reduce_scatter({env.RING_REDUCE_SCATTER: "no"})
