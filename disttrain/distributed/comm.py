@@ -307,22 +307,19 @@ class Communicator:
         out = backend.to_device(out, backend.device_of(source)) if buf is not source else out
         return Tensor(out) if isinstance(array, Tensor) else out
 
-    def reduce_scatter_v_(self, array, out, counts: list[int], scale=None):
+    def reduce_scatter_v_(self, array, out, counts: list[int]):
         """Sums flat `array` over ranks; rank r receives elements [sum(counts[:r]),
-        sum(counts[:r+1])) into its `out` (counts[r] elements; counts may differ or be 0),
-        times `scale` if given (1/size: the mean). Host (numpy) arrays; `array` is only read
-        and `out` may be its own block; returns `out`. NOTE: from 64 KB per rank up a ring of
-        MPI_Sendrecv (ring.py), 1.2-2.9x faster here than Open MPI's shared-memory
-        MPI_Reduce_scatter."""
+        sum(counts[:r+1])) into its `out` (counts[r] elements; counts may differ or be 0).
+        Host (numpy) arrays; `array` is only read and `out` may be its own block; returns
+        `out`. NOTE: from 64 KB per rank up a ring of MPI_Sendrecv (ring.py), 1.4-2.6x
+        faster here than Open MPI's shared-memory MPI_Reduce_scatter."""
         flat = self._buffer(array)[0].reshape(-1)
         if len(counts) != self.size or sum(counts) != flat.size or out.size != counts[self.rank]:
             raise ValueError(f"reduce_scatter_v_ (rank {self.rank}): counts {list(counts)} must "
                              f"have {self.size} entries summing to the array's {flat.size} "
                              f"elements, and out ({out.size}) must hold counts[{self.rank}]")
-        if not self._ring.reduce_scatter_sum(flat, out, counts, scale):
+        if not self._ring.reduce_scatter_sum(flat, out, counts):
             self.mpi_comm.Reduce_scatter(flat, out, list(counts), op=MPI.SUM)
-            if scale is not None:
-                out *= scale
         return out
 
     def allgather_v_(self, array, counts: list[int], root: int | None = None):

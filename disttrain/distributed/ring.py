@@ -23,10 +23,6 @@ RING_MIN_BLOCK_BYTES = 64 << 10
 RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED = 512 << 10
 
 
-# NOTE: 256 KB of float32: well inside a core's L2 (1 MB here), few enough numpy calls
-SCALE_PIECE = 1 << 16
-
-
 def ring_pays(counts: list[int], itemsize: int, oversubscribed: bool = False) -> bool:
     """Whether the ring beats MPI_Reduce_scatter for these block sizes. Each of its size - 1
     steps takes as long as the largest block, so very uneven blocks (a bucket that falls in one
@@ -62,11 +58,10 @@ def block_offsets(counts: list[int]) -> list[int]:
 
 
 def ring_reduce_scatter_sum(mpi_comm, flat: numpy.ndarray, out: numpy.ndarray,
-                            counts: list[int], scratch: numpy.ndarray, scale=None) -> None:
+                            counts: list[int], scratch: numpy.ndarray) -> None:
     """Sums 1-D `flat` over the ranks of `mpi_comm`; rank r gets block r (counts[r] elements
-    from sum(counts[:r])) in `out`, times `scale` if given (1/size: the mean), multiplied while
-    each piece of the last sum is in cache. `flat` is only read, and `out` may be `flat`'s own
-    block (an in-place reduce-scatter). `scratch` holds at least 2 * max(counts) elements of
+    from sum(counts[:r])) in `out`. `flat` is only read, and `out` may be `flat`'s own block
+    (an in-place reduce-scatter). `scratch` holds at least 2 * max(counts) elements of
     `flat`'s dtype. Collective over `mpi_comm`, whose point-to-point traffic must be this
     ring's alone (tag 0): the Communicator passes a duplicate of its communicator.
 
@@ -83,8 +78,6 @@ def ring_reduce_scatter_sum(mpi_comm, flat: numpy.ndarray, out: numpy.ndarray,
 
     if p == 1:
         numpy.copyto(out, block(0))
-        if scale is not None:
-            out *= scale
         return
     width = max(counts)
     received, partial = scratch[:width], scratch[width:2 * width]
@@ -94,30 +87,8 @@ def ring_reduce_scatter_sum(mpi_comm, flat: numpy.ndarray, out: numpy.ndarray,
         i = (r - s - 2) % p
         got = received[:counts[i]]
         mpi_comm.Sendrecv(send, right, 0, got, left, 0)
-        if s == p - 2:
-            add_scaled(block(i), got, out, scale)
-        else:
-            send = partial[:counts[i]]
-            numpy.add(block(i), got, out=send)
-
-
-def add_scaled(a: numpy.ndarray, b: numpy.ndarray, out: numpy.ndarray, scale=None) -> None:
-    """out = (a + b) * scale (just a + b without a scale), in pieces of SCALE_PIECE elements so
-    the multiplication finds each piece in cache: numpy has no fused form, and a second pass
-    over a block of megabytes would read it from memory again.
-
-    Example:
-        >>> out = numpy.empty(3)
-        >>> add_scaled(numpy.ones(3), numpy.full(3, 3.0), out, 0.5); out.tolist()
-        [2.0, 2.0, 2.0]
-    """
-    if scale is None:
-        numpy.add(a, b, out=out)
-        return
-    for start in range(0, out.size, SCALE_PIECE):
-        piece = out[start:start + SCALE_PIECE]
-        numpy.add(a[start:start + SCALE_PIECE], b[start:start + SCALE_PIECE], out=piece)
-        piece *= scale
+        send = out if s == p - 2 else partial[:counts[i]]
+        numpy.add(block(i), got, out=send)
 
 
 class Ring:
@@ -137,7 +108,7 @@ class Ring:
         self.mpi_comm, self.allowed, self.oversubscribed = mpi_comm, allowed, oversubscribed
         self.comm, self.scratch, self.agreed = None, {}, False
 
-    def reduce_scatter_sum(self, flat, out, counts: list[int], scale=None) -> bool:
+    def reduce_scatter_sum(self, flat, out, counts: list[int]) -> bool:
         """Runs ring_reduce_scatter_sum and returns True, or returns False where MPI's own
         reduce-scatter should run (every rank returns the same). Collective."""
         if not self.agreed:
@@ -154,5 +125,5 @@ class Ring:
         scratch, need = self.scratch.get(flat.dtype), 2 * max(counts)
         if scratch is None or scratch.size < need:
             scratch = self.scratch[flat.dtype] = numpy.empty(need, flat.dtype)
-        ring_reduce_scatter_sum(self.comm, flat, out, counts, scratch, scale)
+        ring_reduce_scatter_sum(self.comm, flat, out, counts, scratch)
         return True

@@ -181,9 +181,9 @@ class ZeroRedundancyOptimizer(Optimizer):
         lo = self._ranges[self.comm.rank][0]
         first = max(start, lo) - lo
         out = self._grad_shard[first:first + counts[self.comm.rank]]
-        # NOTE: the mean's division on this rank's 1/size only, in the ring's last pass
-        scale = out.dtype.type(1.0 / self.comm.size) if self.comm.size > 1 else None
-        self.comm.reduce_scatter_v_(flat_grads, out, counts, scale=scale)
+        self.comm.reduce_scatter_v_(flat_grads, out, counts)
+        if self.comm.size > 1:  # NOTE: the mean's division, on this rank's 1/size only
+            out *= out.dtype.type(1.0 / self.comm.size)
 
     def _reduce_all(self) -> None:
         """Without DataParallel (or after no_sync backwards): reduce-scatters the `.grad`s."""

@@ -131,16 +131,3 @@ def test_ranks_agree_on_the_ring(comm, setting):
     fresh.reduce_scatter_v_(numpy.ones(BIG * comm.size), out, counts)
     numpy.testing.assert_array_equal(out, numpy.full(BIG, float(comm.size)))
     assert fresh._ring.comm is None if setting == "allowed" else fresh._ring.oversubscribed
-
-
-@pytest.mark.parametrize("unit", [1, BIG], ids=["mpi", "ring"])
-def test_scale_gives_the_mean(comm, unit):
-    counts = _counts(comm.size, "uneven", unit)
-    mine = numpy.arange(sum(counts), dtype=numpy.float32) + comm.rank
-    out = numpy.empty(counts[comm.rank], numpy.float32)
-    scale = numpy.float32(1.0 / comm.size)
-    comm.reduce_scatter_v_(mine, out, counts, scale=scale)
-    total = sum(numpy.arange(sum(counts), dtype=numpy.float32) + r for r in range(comm.size))
-    start = block_offsets(counts)[comm.rank]
-    numpy.testing.assert_allclose(out, total[start:start + counts[comm.rank]] * scale,
-                                  rtol=1e-6)

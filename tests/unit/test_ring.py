@@ -3,7 +3,6 @@ point-to-point exchanges is used instead of MPI_Reduce_scatter."""
 
 from __future__ import annotations
 
-import numpy
 import pytest
 
 from disttrain.distributed.ring import (
@@ -39,17 +38,3 @@ def test_more_ranks_than_cores_need_bigger_blocks():
     shared = RING_MIN_BLOCK_BYTES_OVERSUBSCRIBED // 4
     assert ring_pays([BLOCK] * 4, 4) and not ring_pays([BLOCK] * 4, 4, oversubscribed=True)
     assert ring_pays([shared] * 4, 4, oversubscribed=True)
-
-
-def test_add_scaled_equals_one_pass_over_many_pieces():
-    from disttrain.distributed.ring import SCALE_PIECE, add_scaled
-
-    rng = numpy.random.default_rng(0)
-    a, b = (rng.standard_normal(2 * SCALE_PIECE + 5).astype(numpy.float32) for _ in range(2))
-    out = numpy.empty_like(a)
-    add_scaled(a, b, out, numpy.float32(1 / 3))
-    numpy.testing.assert_array_equal(out, (a + b) * numpy.float32(1 / 3))
-    add_scaled(a, b, out)
-    numpy.testing.assert_array_equal(out, a + b)
-    add_scaled(a, b, a, numpy.float32(0.5))  # in place, as the ring's own block
-    numpy.testing.assert_array_equal(a, out * numpy.float32(0.5))
