@@ -1,7 +1,7 @@
 """A ring reduce-scatter made of point-to-point exchanges, for the Communicator.
 
 Open MPI 5's shared-memory `MPI_Reduce_scatter` was slower here than an all-reduce of the same
-bytes, which moves twice as much (2 ranks, 4 MB of float32: 0.85-0.97 ms against 0.39-0.46 ms;
+bytes, which moves twice as much (2 ranks, 4 MB of float32: 0.85-1.04 ms against 0.39-0.46 ms;
 examples/reduce_scatter_benchmark.py, docs/PERFORMANCE.md). The ring sends each block once per
 step, size - 1 steps of 1/size of the bytes, and each rank adds what it receives with numpy:
 the (p - 1)/p n bytes a reduce-scatter needs, moved by `MPI_Sendrecv`, which Open MPI does
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy
 
-# NOTE: below this average block MPI's own is as fast (2 ranks, 64 KB in all: 16 against
-# 18 us; 256 KB: 36 against 57-70 us)
+# NOTE: below this average block MPI's own is about as fast (2 ranks, 64 KB in all: 12-16 us
+# against the ring's 10-18; 256 KB: 57-70 against 22-37 us)
 RING_MIN_BLOCK_BYTES = 64 << 10
 # NOTE: with more ranks than cores each ring step waits for a descheduled neighbour (4 ranks on
 # 2 cores, 1 MB in all: 470 against 403 us; 4 MB: 2.1 against 3.2 ms)
