@@ -12,7 +12,9 @@
 #   pipeline.txt   examples/train_pipeline.py: 1 rank against 4 stages x 16 micro-batches at
 #                  global batches 1024 and 4096, and the 4 x 4 grid (JSON per run)
 #   model.txt      examples/scaling_model.py fitted on 2-16 ranks, checked on 1-16 (in model/)
-# Each step has its own time limit (about 9 minutes in all) and the script never stops at a
+#   reduce_scatter.txt  examples/reduce_scatter_benchmark.py at 4, 8 and 16 ranks: the ring
+#                  against MPI_Reduce_scatter with a core per rank (ZeRO's exchange)
+# Each step has its own time limit (about 10 minutes in all) and the script never stops at a
 # failed step. RANKS=1,2,4 (and PP_RANKS=4, GRID=0) make a short rehearsal on a small machine.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -81,3 +83,13 @@ timeout 120 "$PY" examples/scaling_model.py --ranks "$fit_ranks" --check-ranks "
     "${scale_json[@]}" --rounds 1 --steps 10 --warmup 3 --out "$OUT/model" \
     > "$OUT/model.txt" 2>&1
 echo "exit $?" >> "$OUT/model.txt"
+
+{
+    for n in ${RANKS//,/ }; do
+        [[ $n -gt 2 ]] || continue
+        echo "== $n ranks"
+        timeout 30 "${MPI[@]}" -n "$n" "$PY" examples/reduce_scatter_benchmark.py \
+            --sizes-mb 0.25,1,4,16 --blocks 2 --iters 10
+    done
+} > "$OUT/reduce_scatter.txt" 2>&1
+echo "exit $?" >> "$OUT/reduce_scatter.txt"
