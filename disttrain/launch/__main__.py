@@ -15,7 +15,12 @@ import time
 
 from disttrain import env
 from disttrain.launch import commands, preflight, reports, rundir
-from disttrain.launch.process import die_with_launcher, kill_session
+from disttrain.launch.process import (
+    die_with_launcher,
+    kill_session,
+    remove_session_dir,
+    with_fresh_session_dir,
+)
 
 PREFIX = "[disttrain-launch]"
 WATCHDOG_EXIT = 124  # like timeout(1): the job was killed because a rank stalled
@@ -198,9 +203,9 @@ def run_once(argv: list[str], env: dict[str, str], log_dir: str, watchdog: _Watc
     mpirun_log = open(os.path.join(log_dir, "mpirun.log"), "w")
     # NOTE: its own session, so kill_session finds the whole job; PR_SET_PDEATHSIG so even a
     # SIGKILLed launcher takes mpirun along (the ranks' watchers in _rank.py do the rest)
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=die_with_launcher())
+    proc = subprocess.Popen(with_fresh_session_dir(argv), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=die_with_launcher())
     chunks: list[str] = []
     stop = threading.Event()
     threads = _start_mirrors(proc, mpirun_log, log_dir, chunks, stop)
@@ -211,6 +216,7 @@ def run_once(argv: list[str], env: dict[str, str], log_dir: str, watchdog: _Watc
             time.sleep(0.2)
     finally:
         kill_session(proc)  # always: nothing of the job outlives this attempt
+        remove_session_dir(proc.pid)  # NOTE: a killed mpirun leaves it (process.py)
         threads[0].join(timeout=5)
         stop.set()
         threads[1].join(timeout=5)

@@ -5,6 +5,7 @@ session id (plus the parent links, for anything that called setsid) finds every 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,6 +74,33 @@ def kill_session(proc: subprocess.Popen, grace: float = 3.0) -> None:
             _signal_all(pids, signal.SIGKILL)
             time.sleep(0.05)
     proc.wait()
+
+
+# NOTE: Open MPI 5 (PRRTE) keeps its session directory, with the PMIx server's rendezvous
+# files, in $TMPDIR/ompi.<mpirun's pid>. A killed mpirun leaves it behind, and a later mpirun
+# that gets the same pid (pid_max is 32768 on many machines) fails at once with "The PMIx
+# server's listener thread failed to start" (exit 213): seen twice in ~10 runs of our test suite.
+_CLEAN_AND_EXEC = ('d="${TMPDIR:-/tmp}/ompi.$$"; [ -O "$d" ] && rm -rf -- "$d"; '
+                   'exec "$@"')
+
+
+def with_fresh_session_dir(argv: list[str]) -> list[str]:
+    """`argv` run through /bin/sh, which first removes a session directory left under its own
+    pid (it keeps the pid: it execs mpirun, so the directory is stale by definition) and
+    owned by this user. Elsewhere than Linux, `argv` itself."""
+    if not sys.platform.startswith("linux") or not os.path.exists("/bin/sh"):
+        return argv
+    return ["/bin/sh", "-c", _CLEAN_AND_EXEC, "sh", *argv]
+
+
+def remove_session_dir(pid: int) -> None:
+    """Removes the session directory of the (now reaped) mpirun `pid`, if it left one."""
+    path = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"ompi.{pid}")
+    try:
+        if os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

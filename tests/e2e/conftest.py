@@ -3,11 +3,39 @@ run here, and one helper runs a job and fails (instead of hanging) when it does 
 
 from __future__ import annotations
 
+import os
+import pathlib
+import shutil
 import subprocess
 import time
 
 import pytest
 from test_mpi_suite import find_mpirun, kill_group, mpirun_prefix, skip_reason
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_session_dirs():
+    """After each test, the session directories of mpiruns it killed (Open MPI 5's
+    $TMPDIR/ompi.<pid>) go: an mpirun that gets such a pid later fails to start (exit 213,
+    "PMIx server's listener thread failed to start"), and pid_max is 32768 here. The launcher
+    cleans up after itself (disttrain/launch/process.py); these are what tests leave when
+    they SIGKILL a launcher or mpirun on purpose."""
+    yield
+    base = pathlib.Path(os.environ.get("TMPDIR") or "/tmp")
+    for path in base.glob("ompi.*"):
+        pid = path.name[len("ompi."):]
+        if pid.isdigit() and not _alive(int(pid)) and path.stat().st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

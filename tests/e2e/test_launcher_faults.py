@@ -76,10 +76,10 @@ def _needs_mpi(mpirun):
     """Every test here starts MPI jobs (the `mpirun` fixture skips where MPI is missing)."""
 
 
-def start(cwd, script, *options: str) -> subprocess.Popen:
+def start(cwd, script, *options: str, env=None) -> subprocess.Popen:
     command = [sys.executable, "-m", "disttrain.launch", "-n", "2", *options, str(script)]
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, env=env)
 
 
 def write(path, text: str, mode: int = 0o644):
@@ -127,8 +127,12 @@ def test_rank_stopped_as_a_short_job_ends_is_the_one_blamed(tmp_path):
     judged), and rank 0 writes an "exit" record as it ends (else its file says "init", older
     than rank 1's)."""
     script = write(tmp_path / "stop_at_the_end.py", RANK_1_STOPS_AT_THE_END)
-    proc = start(tmp_path, script, "--timeout", "3")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = start(tmp_path, script, "--timeout", "3", env=dict(os.environ, TMPDIR=str(tmpdir)))
     out = finish(proc, limit=60)
+    # NOTE: the killed mpirun's session directory is gone too (process.remove_session_dir)
+    assert not list(tmpdir.glob("ompi.*")), list(tmpdir.iterdir())
     assert proc.returncode == 124, out
     assert "attempt 1 failed (exit code 124): rank 1 (host " in out, out
     assert "watchdog timeout 3 s" in out, out
@@ -214,3 +218,24 @@ def test_an_error_that_says_a_restart_would_fail_the_same_way_is_not_restarted(t
     assert "rank 1" in out and "ckpt is in use by another job" in out, out
     assert "not restarting" in out and "attempt 2/3" not in out, out
     assert "\0" not in out, "the launcher copied prterun's NUL byte to the console"
+
+
+def test_a_stale_session_dir_under_mpiruns_pid_does_not_stop_it(tmp_path, mpirun):
+    """Open MPI 5 fails at start (exit 213, "PMIx server's listener thread failed to start")
+    when a killed mpirun of the same pid left its session directory; the launcher's mpirun
+    removes one left under its own pid first."""
+    from disttrain.launch.process import with_fresh_session_dir
+
+    def stale_dir_for_own_pid():
+        path = tmp_path / f"ompi.{os.getpid()}"
+        path.mkdir()
+        (path / f"pmix.vm.tool.{os.getpid()}").write_text("left by a killed mpirun")
+        (path / "pmix.vm.tool").write_text("left by a killed mpirun")
+
+    argv = [mpirun, "-n", "1"] + (["--allow-run-as-root"] if os.geteuid() == 0 else []) + [
+        sys.executable, "-c", "pass"]
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run(with_fresh_session_dir(argv), env=env, capture_output=True,
+                          text=True, timeout=60, preexec_fn=stale_dir_for_own_pid)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not list(tmp_path.glob("ompi.*"))

@@ -243,3 +243,15 @@ def test_watcher_keeps_quiet_while_the_lease_is_renewed(tmp_path, monkeypatch):
     watcher.join(timeout=2)
     stop.set()
     assert watcher.is_alive() and result == []  # still watching, nothing reported
+
+
+def test_remove_session_dir_removes_only_that_pids(tmp_path, monkeypatch):
+    from disttrain.launch.process import remove_session_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    (tmp_path / "ompi.4242" / "1").mkdir(parents=True)
+    (tmp_path / "ompi.4242" / "pmix.vm.tool.4242").write_text("x")
+    (tmp_path / "ompi.4243").mkdir()
+    remove_session_dir(4242)
+    remove_session_dir(9999)  # none there: nothing happens
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ompi.4243"]
