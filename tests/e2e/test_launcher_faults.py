@@ -63,6 +63,10 @@ if MPI.COMM_WORLD.rank == 1:
     time.sleep(0.3)  # its "init" heartbeat is the newer one
 comm = dist.init()
 dist.heartbeat("step", 1)
+comm.barrier()  # NOTE: MPI's shared-memory segments are mapped by now
+with open(f"segments-{comm.rank}.txt", "w") as f:  # what the launcher must clean up
+    f.write(" ".join({line.split()[5] for line in open("/proc/self/maps")
+                       if len(line.split()) > 5 and line.split()[5].startswith("/dev/shm/")}))
 if comm.rank == 1:
     os.kill(os.getpid(), signal.SIGSTOP)  # stopped before its writer thread wrote "step"
 time.sleep(0.3)
@@ -131,8 +135,14 @@ def test_rank_stopped_as_a_short_job_ends_is_the_one_blamed(tmp_path):
     tmpdir.mkdir()
     proc = start(tmp_path, script, "--timeout", "3", env=dict(os.environ, TMPDIR=str(tmpdir)))
     out = finish(proc, limit=60)
-    # NOTE: the killed mpirun's session directory is gone too (process.remove_session_dir)
+    # NOTE: the killed mpirun's session directory is gone too (process.remove_session_dir),
+    # and so are the shared-memory segments its ranks had mapped (SIGTERM first: mpirun
+    # cleans up; only a SIGKILLed mpirun leaves them)
     assert not list(tmpdir.glob("ompi.*")), list(tmpdir.iterdir())
+    segments = {path for r in (0, 1)
+                for path in (tmp_path / f"segments-{r}.txt").read_text().split()}
+    assert any("segment" in s for s in segments), segments  # Open MPI's sm transport ran
+    assert not [s for s in segments if os.path.exists(s)], segments
     assert proc.returncode == 124, out
     assert "attempt 1 failed (exit code 124): rank 1 (host " in out, out
     assert "watchdog timeout 3 s" in out, out
